@@ -1,0 +1,144 @@
+"""Multi-head attention with causal and padding masks and a key/value cache.
+
+Two ways to compute the same thing:
+
+- :func:`attention_plain` is the textbook formula, softmax(q·kᵀ/√d + mask)·v,
+  written out so a learner can read every step;
+- :func:`attention` calls ``torch.nn.functional.scaled_dot_product_attention``,
+  which fuses those steps (faster, less memory). Tests check they agree.
+
+Masks are booleans, ``True`` where a query may look at a key, shaped so they
+broadcast to ``[B, H, T_query, T_key]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+    """q [B, H, Tq, Dh], k and v [B, H, Tk, Dh] -> [B, H, Tq, Dh].
+
+    ``causal`` hides, for each query, the keys after it (see :func:`causal_mask`).
+    """
+    if causal:
+        cmask = causal_mask(q.shape[2], k.shape[2], q.device)
+        mask = cmask if mask is None else mask & cmask
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5      # [B, H, Tq, Tk]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)                             # each row sums to 1
+    return weights @ v                                           # [B, H, Tq, Dh]
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+    """The fused equivalent of :func:`attention_plain`."""
+    if causal and q.shape[2] == 1:
+        causal = False          # the newest query may see every key
+    if causal and mask is None and q.shape[2] == k.shape[2]:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # no past: built-in mask
+    if causal:
+        cmask = causal_mask(q.shape[2], k.shape[2], q.device)
+        mask = cmask if mask is None else mask & cmask
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def causal_mask(num_queries: int, num_keys: int, device=None) -> torch.Tensor:
+    """[Tq, Tk] booleans: the queries are the *last* ``num_queries`` positions.
+
+    With a cache, the keys include past steps, so query i sits at absolute
+    position ``num_keys - num_queries + i`` and may see every key up to it.
+    """
+    query_pos = torch.arange(num_keys - num_queries, num_keys, device=device)[:, None]
+    key_pos = torch.arange(num_keys, device=device)[None, :]
+    return key_pos <= query_pos
+
+
+def padding_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Key padding mask [B, Tk] (1 = real token) -> [B, 1, 1, Tk] booleans."""
+    return mask.bool()[:, None, None, :]
+
+
+@dataclass
+class KVCache:
+    """Keys and values of past steps, preallocated so a decoding step only writes.
+
+    ``keys``/``values`` are [B, H, max_len, Dh]; positions ``[:length]`` are filled.
+    """
+    keys: torch.Tensor
+    values: torch.Tensor
+    length: int = 0
+
+    @classmethod
+    def empty(cls, batch: int, heads: int, max_len: int, head_dim: int,
+              dtype: torch.dtype, device) -> "KVCache":
+        shape = (batch, heads, max_len, head_dim)
+        return cls(torch.zeros(shape, dtype=dtype, device=device),
+                   torch.zeros(shape, dtype=dtype, device=device))
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [B, H, T, Dh] after the past ones; return all of them."""
+        end = self.length + k.shape[2]
+        if end > self.keys.shape[2]:
+            raise ValueError(f"KV cache holds {self.keys.shape[2]} steps; asked for {end}.")
+        self.keys[:, :, self.length:end] = k
+        self.values[:, :, self.length:end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class MultiheadAttention(nn.Module):
+    """Attention with the projections packed as audiocraft stores them.
+
+    ``in_proj_weight`` [3D, D] stacks the query, key and value projections
+    (heads contiguous inside each). Self-attention projects ``x`` three ways;
+    cross-attention projects queries from ``x`` and keys/values from
+    ``memory`` (the text condition).
+    """
+
+    def __init__(self, dim: int, num_heads: int, bias: bool = False):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
+        self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.fast = True  # use the fused kernel; False = the plain formula
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        return x.view(B, T, self.num_heads, D // self.num_heads).transpose(1, 2)  # [B, H, T, Dh]
+
+    def project(self, x: torch.Tensor, which: slice) -> torch.Tensor:
+        """Apply some of the packed projections: [B, T, D] -> [B, T, n·D]."""
+        bias = None if self.in_proj_bias is None else self.in_proj_bias[which]
+        return F.linear(x, self.in_proj_weight[which], bias)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                causal: bool = False) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D].
+
+        Self-attention (``memory is None``): new keys/values are appended to
+        ``cache`` if given; ``causal`` hides keys after each query.
+        Cross-attention: keys/values come from ``memory`` [B, L, D].
+        """
+        D = x.shape[-1]
+        if memory is None:
+            q, k, v = self.project(x, slice(0, 3 * D)).chunk(3, dim=-1)
+        else:
+            q = self.project(x, slice(0, D))
+            k = self.project(memory, slice(D, 2 * D))
+            v = self.project(memory, slice(2 * D, 3 * D))
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # [B, H, T, Dh]
+        if cache is not None:
+            k, v = cache.append(k, v)
+        out = (attention if self.fast else attention_plain)(q, k, v, mask, causal)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], D)   # [B, T, D]
+        return self.out_proj(out)

@@ -1,0 +1,260 @@
+"""Reading checkpoint files safely, and putting their tensors into modules.
+
+Two official formats exist (see DESIGN.md §3):
+
+- audiocraft: ``state_dict.bin`` / ``compression_state_dict.bin``, torch pickles
+  holding ``{'best_state': ..., 'xp.cfg': <YAML with ${...} references>}``;
+- Hugging Face: ``model.safetensors`` (maybe sharded) next to ``config.json``.
+
+This module only knows *files*: it never unpickles code (``weights_only=True``),
+it memory-maps safetensors so loading does not hold a second copy of the
+weights, and every mismatch becomes one :class:`CheckpointError` that names the
+file and the first offending keys. Mapping key names from one format to the
+other is the job of each model module (``codec.py``, ``lm.py``), next to the
+parameters it names.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import struct
+import zipfile
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, unsafe or does not fit the model."""
+
+
+# ---------------------------------------------------------------- safetensors
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file as views into a memory map of it.
+
+    The format is an 8-byte little-endian header length, a JSON header
+    ``{name: {dtype, shape, data_offsets: [begin, end]}}`` and the raw bytes.
+    Mapping the file privately means pages are read from disk when touched and
+    nothing is copied unless the model writes to a weight.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size - 8:
+                raise ValueError("header longer than the file")
+            header = json.loads(f.read(header_len))
+    except (struct.error, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e}).") from None
+    header.pop("__metadata__", None)
+    data_start = 8 + header_len
+    # One private (copy-on-write) memory map of the whole file, viewed as bytes.
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+    file_bytes = torch.empty(0, dtype=torch.uint8).set_(storage)
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}.")
+        if data_start + end > size:
+            raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end).")
+        raw = file_bytes[data_start + begin:data_start + end]
+        if (data_start + begin) % dtype.itemsize:  # unaligned: the only case that copies
+            raw = raw.clone()
+        tensors[name] = raw.view(dtype).reshape(info["shape"])
+    return tensors
+
+
+# ---------------------------------------------------------------- torch pickles
+
+def read_torch_file(path: str | Path) -> dict:
+    """``torch.load`` restricted to tensors and plain containers (no code runs).
+
+    Zip-format files (every torch >= 1.6 save) are memory-mapped.
+    """
+    path = Path(path)
+    mmap = zipfile.is_zipfile(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: refused to load. The file asks to run code or build objects that are not "
+            f"plain tensors ({first_line}). Only load checkpoints from sources you trust; "
+            "minicraft never unpickles arbitrary objects.") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read this checkpoint; it looks corrupt or truncated "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}). "
+                              "Delete it and download it again.") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of one weights file: ``.safetensors``, a sharded index, or a torch file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file.")
+    if path.name.endswith(".safetensors.index.json"):
+        try:
+            weight_map = json.loads(path.read_text())["weight_map"]
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: not a valid safetensors index ({e}).") from None
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            tensors.update(read_safetensors(path.parent / shard))
+        missing = sorted(set(weight_map) - set(tensors))
+        if missing:
+            raise CheckpointError(f"{path}: shards lack tensors listed in the index, e.g. {missing[:3]}.")
+        return tensors
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    data = read_torch_file(path)
+    if isinstance(data, dict) and "best_state" in data:
+        data = data["best_state"]
+    if isinstance(data, dict) and "state_dict" in data:
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: expected a dictionary of tensors, found {type(data).__name__}.")
+    return data
+
+
+# ---------------------------------------------------------------- audiocraft's xp.cfg
+
+_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+def resolve_config(cfg: dict) -> dict:
+    """Resolve OmegaConf-style ``${a.b}`` references in a loaded YAML config.
+
+    A value that is exactly one reference takes the referenced value (keeping
+    its type); references inside longer strings are replaced by text.
+    """
+    def lookup(path: str, seen: tuple):
+        if path in seen:
+            raise CheckpointError(f"xp.cfg: circular reference ${{{path}}}.")
+        node = cfg
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise CheckpointError(f"xp.cfg: reference ${{{path}}} points nowhere.")
+            node = node[part]
+        return resolve(node, seen + (path,))
+
+    def resolve(node, seen=()):
+        if isinstance(node, dict):
+            return {k: resolve(v, seen) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v, seen) for v in node]
+        if isinstance(node, str):
+            whole = _REF.fullmatch(node)
+            if whole:
+                return lookup(whole.group(1), seen)
+            return _REF.sub(lambda m: str(lookup(m.group(1), seen)), node)
+        return node
+
+    return resolve(cfg)
+
+
+def read_audiocraft(path: str | Path) -> tuple[dict | None, dict[str, torch.Tensor] | None, dict]:
+    """An audiocraft ``*.bin``: (resolved xp.cfg, state dict, the raw package).
+
+    The pointer form ``{'pretrained': 'facebook/encodec_32khz'}`` comes back
+    with ``None`` for cfg and state; the caller follows the pointer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file.")
+    package = read_torch_file(path)
+    if not isinstance(package, dict):
+        raise CheckpointError(f"{path}: not an audiocraft checkpoint (found {type(package).__name__}).")
+    if "pretrained" in package:
+        return None, None, package
+    if "best_state" not in package or "xp.cfg" not in package:
+        raise CheckpointError(f"{path}: not an audiocraft checkpoint: expected keys 'best_state' and "
+                              f"'xp.cfg', found {sorted(package)[:5]}.")
+    try:
+        cfg = yaml.safe_load(package["xp.cfg"])
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{path}: its xp.cfg is not valid YAML ({e}).") from None
+    return resolve_config(cfg), package["best_state"], package
+
+
+# ---------------------------------------------------------------- weight norm
+
+def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Replace weight-norm pairs (g, v) by the plain weight ``g * v / ||v||``.
+
+    Two spellings exist: ``X.weight_g``/``X.weight_v`` (old ``nn.utils.weight_norm``)
+    and ``X.parametrizations.weight.original0``/``original1`` (the newer
+    parametrization API). Both normalise over every dim but the first.
+    Inference needs only the product, so minicraft's modules hold plain weights.
+    """
+    spellings = ((".weight_g", ".weight_v"),
+                 (".parametrizations.weight.original0", ".parametrizations.weight.original1"))
+    out = {}
+    for key, tensor in state.items():
+        for g_suffix, v_suffix in spellings:
+            if key.endswith(g_suffix):
+                prefix = key[:-len(g_suffix)]
+                v = state[prefix + v_suffix]
+                dims = tuple(range(1, v.dim()))
+                out[prefix + ".weight"] = v * (tensor / v.norm(dim=dims, keepdim=True))
+                break
+            if key.endswith(v_suffix):
+                break  # folded together with its g
+        else:
+            out[key] = tensor
+    return out
+
+
+# ---------------------------------------------------------------- into a module
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path,
+              dtype: torch.dtype | None = None) -> nn.Module:
+    """Check ``state`` against ``module`` and assign its tensors as parameters.
+
+    Every key must match exactly, in name and shape; otherwise one error
+    lists the first few culprits. Tensors are *assigned*, not copied, so a
+    module built on the ``meta`` device costs no memory until loaded and a
+    memory-mapped file stays mapped. ``dtype`` converts floating tensors one
+    by one (peak memory: the final model plus one tensor).
+    """
+    expected = {k: v.shape for k, v in module.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k])})"
+             for k in expected if k in state and state[k].shape != expected[k]]
+    if missing or unexpected or wrong:
+        problems = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrongly shaped", wrong)):
+            if keys:
+                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+                problems.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
+        raise CheckpointError(f"{source}: checkpoint does not fit {type(module).__name__}: "
+                              + "; ".join(problems) + ". Is it the right file for this model?")
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    module.load_state_dict(state, strict=True, assign=True)
+    return module
+
+
+def read_json(path: str | Path) -> dict:
+    """A ``config.json``, with a clear error if it is missing or broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; a Hugging Face checkpoint needs its config.json.")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}).") from None

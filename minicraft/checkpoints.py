@@ -95,10 +95,10 @@ def read_torch_file(path: str | Path) -> dict:
             f"{path}: refused to load. The file asks to run code or build objects that are not "
             f"plain tensors ({first_line}). Only load checkpoints from sources you trust; "
             "minicraft never unpickles arbitrary objects.") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+    except Exception as e:  # a damaged file can fail in many ways inside the unpickler
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(f"{path}: cannot read this checkpoint; it looks corrupt or truncated "
-                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}). "
-                              "Delete it and download it again.") from None
+                              f"({type(e).__name__}: {detail}). Delete it and download it again.") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -200,18 +200,18 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     parametrization API). Both normalise over every dim but the first.
     Inference needs only the product, so minicraft's modules hold plain weights.
     """
-    spellings = ((".weight_g", ".weight_v"),
-                 (".parametrizations.weight.original0", ".parametrizations.weight.original1"))
+    spellings = (("weight_g", "weight_v"),
+                 ("parametrizations.weight.original0", "parametrizations.weight.original1"))
     out = {}
     for key, tensor in state.items():
-        for g_suffix, v_suffix in spellings:
-            if key.endswith(g_suffix):
-                prefix = key[:-len(g_suffix)]
-                v = state[prefix + v_suffix]
+        for g_name, v_name in spellings:
+            if key == g_name or key.endswith("." + g_name):
+                prefix = key[:-len(g_name)]                  # "" or "module.path."
+                v = state[prefix + v_name]
                 dims = tuple(range(1, v.dim()))
-                out[prefix + ".weight"] = v * (tensor / v.norm(dim=dims, keepdim=True))
+                out[prefix + "weight"] = v * (tensor / v.norm(dim=dims, keepdim=True))
                 break
-            if key.endswith(v_suffix):
+            if key == v_name or key.endswith("." + v_name):
                 break  # folded together with its g
         else:
             out[key] = tensor

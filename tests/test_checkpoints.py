@@ -1,0 +1,153 @@
+"""Reading checkpoint files: safety, clear errors, memory maps, xp.cfg references, weight norm."""
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from minicraft.checkpoints import (CheckpointError, fold_weight_norm, load_into, read_audiocraft,
+                                   read_safetensors, read_state_dict, resolve_config)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
+
+
+class RunsCode:
+    """Unpickling this would run a shell command."""
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_pickle",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "state_dict.bin"
+    torch.save({"best_state": {}, "xp.cfg": "", "evil": RunsCode()}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        read_audiocraft(path)
+    assert not (tmp_path / "pwned_by_pickle").exists()
+    # A legacy (non-zip) pickle too.
+    legacy = tmp_path / "legacy.bin"
+    with open(legacy, "wb") as f:
+        pickle.dump({"x": RunsCode()}, f)
+    with pytest.raises(CheckpointError):
+        read_state_dict(legacy)
+    assert not (tmp_path / "pwned_by_pickle").exists()
+
+
+def test_truncated_and_corrupt_files(tmp_path):
+    source = FIXTURES / "musicgen_tiny" / "state_dict.bin"
+    truncated = tmp_path / "state_dict.bin"
+    truncated.write_bytes(source.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match=f"{truncated}.*corrupt or truncated"):
+        read_audiocraft(truncated)
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"this is not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="garbage.bin"):
+        read_state_dict(garbage)
+    st = tmp_path / "model.safetensors"
+    save_file({"w": torch.randn(64, 64)}, st)
+    st.write_bytes(st.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_safetensors(st)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        read_state_dict(tmp_path / "missing.safetensors")
+
+
+def test_wrong_format_is_named(tmp_path):
+    path = tmp_path / "state_dict.bin"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not an audiocraft checkpoint.*best_state"):
+        read_audiocraft(path)
+    torch.save([1, 2, 3], path)
+    with pytest.raises(CheckpointError, match="dictionary of tensors"):
+        read_state_dict(path)
+
+
+def test_load_into_names_the_first_offending_keys():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    good = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    bad = dict(good)
+    bad["0.weight"] = torch.zeros(5, 4)
+    del bad["1.bias"]
+    bad["2.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as err:
+        load_into(model, bad, "model.safetensors")
+    message = str(err.value)
+    assert "model.safetensors" in message
+    assert "1 missing: 1.bias" in message and "1 unexpected: 2.weight" in message
+    assert "0.weight (file (5, 4), model (3, 4))" in message
+    load_into(model, good, "ok")
+    assert all(not p.is_meta for p in model.parameters())
+
+
+def test_safetensors_are_memory_mapped(tmp_path):
+    path = tmp_path / "model.safetensors"
+    tensors = {"a": torch.randn(3, 5), "b": torch.arange(7), "c": torch.randn(4).to(torch.bfloat16)}
+    save_file(tensors, path)
+    loaded = read_safetensors(path)
+    for name, tensor in tensors.items():
+        assert torch.equal(loaded[name], tensor) and loaded[name].dtype == tensor.dtype
+    # All tensors are views of one storage: the file's mapping.
+    storages = {t.untyped_storage().data_ptr() for t in loaded.values()}
+    assert len(storages) == 1
+
+
+def test_sharded_index(tmp_path):
+    save_file({"a": torch.ones(2)}, tmp_path / "model-00001-of-00002.safetensors")
+    save_file({"b": torch.zeros(3)}, tmp_path / "model-00002-of-00002.safetensors")
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text('{"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", '
+                     '"b": "model-00002-of-00002.safetensors"}}')
+    state = read_state_dict(index)
+    assert sorted(state) == ["a", "b"] and torch.equal(state["b"], torch.zeros(3))
+
+
+def test_xp_cfg_references_are_resolved():
+    cfg = {"sample_rate": 32000, "channels": 1,
+           "encodec": {"sample_rate": "${sample_rate}", "causal": False},
+           "seanet": {"causal": "${encodec.causal}", "name": "sr-${sample_rate}-x"}}
+    resolved = resolve_config(cfg)
+    assert resolved["encodec"]["sample_rate"] == 32000
+    assert resolved["seanet"]["causal"] is False
+    assert resolved["seanet"]["name"] == "sr-32000-x"
+    with pytest.raises(CheckpointError, match="points nowhere"):
+        resolve_config({"a": "${b.c}"})
+
+
+def test_fixture_xp_cfg():
+    cfg, state, package = read_audiocraft(FIXTURES / "musicgen_tiny" / "compression_state_dict.bin")
+    assert cfg["encodec"]["sample_rate"] == 32000 and cfg["seanet"]["channels"] == 1
+    assert package["version"] == "1.3.0" and "encoder.model.0.conv.conv.weight_g" in state
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*is deprecated:FutureWarning")
+def test_weight_norm_spellings_fold_to_the_same_weight():
+    conv = nn.Conv1d(3, 4, 5)
+    old = nn.utils.weight_norm(nn.Conv1d(3, 4, 5))
+    new = nn.utils.parametrizations.weight_norm(nn.Conv1d(3, 4, 5))
+    new.load_state_dict({"bias": old.bias, "parametrizations.weight.original0": old.weight_g,
+                         "parametrizations.weight.original1": old.weight_v})
+    for module in (old, new):
+        folded = fold_weight_norm(dict(module.state_dict()))
+        assert sorted(folded) == ["bias", "weight"]
+        load_into(conv, folded, "test")
+        x = torch.randn(2, 3, 9)
+        torch.testing.assert_close(conv(x), old(x))
+    # Transposed convolutions normalise over dim 0 as well.
+    convtr = nn.utils.weight_norm(nn.ConvTranspose1d(4, 2, 3))
+    folded = fold_weight_norm(dict(convtr.state_dict()))
+    torch.testing.assert_close(folded["weight"], convtr.weight)
+
+
+def test_fixture_files_untouched(tmp_path):
+    """Reading never writes: the memory map is private (copy-on-write)."""
+    path = tmp_path / "model.safetensors"
+    shutil.copy(FIXTURES / "t5_tiny" / "model.safetensors", path)
+    before = path.read_bytes()
+    state = read_safetensors(path)
+    next(iter(state.values())).add_(1.0)   # writing to a loaded tensor
+    assert path.read_bytes() == before

@@ -1,0 +1,203 @@
+"""Reading, writing, resampling and normalising audio.
+
+Files go through ``soundfile`` (WAV, FLAC, OGG). Writing is atomic: the audio
+goes to a temporary file beside the target, which is renamed over it only
+once complete, so a failure never leaves half a file behind.
+
+Normalisation strategies are audiocraft's (``audio_write``): ``peak``
+(scale the largest sample to -1 dBFS), ``loudness`` (scale to -14 LUFS,
+ITU-R BS.1770), ``rms``, ``clip`` and ``none``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+STRATEGIES = ("peak", "loudness", "rms", "clip", "none")
+FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+# ---------------------------------------------------------------- channels and rate
+
+def convert_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
+    """[..., C, T] -> [..., channels, T]: average to mono, copy mono out, or keep the first."""
+    source = wav.shape[-2]
+    if source == channels:
+        return wav
+    if channels == 1:
+        return wav.mean(dim=-2, keepdim=True)
+    if source == 1:
+        return wav.expand(*wav.shape[:-2], channels, wav.shape[-1])
+    if source > channels:
+        return wav[..., :channels, :]
+    raise ValueError(f"cannot make {channels} channels from {source}: the audio is not mono.")
+
+
+def resample(wav: torch.Tensor, old_rate: int, new_rate: int, zeros: int = 24,
+             rolloff: float = 0.945) -> torch.Tensor:
+    """Band-limited resampling [..., T] -> [..., T · new/old] with a windowed sinc.
+
+    Reduce the ratio to ``new/old`` in lowest terms; each of the ``new`` output
+    phases is a convolution of the input with its own sinc kernel (cut off
+    just below the lower Nyquist frequency, Hann-windowed over ``zeros``
+    zero crossings), strided by ``old``. The phases are then interleaved.
+    """
+    old_rate, new_rate = int(old_rate), int(new_rate)
+    if old_rate == new_rate:
+        return wav
+    g = math.gcd(old_rate, new_rate)
+    old, new = old_rate // g, new_rate // g
+    cutoff = min(old, new) * rolloff                     # in units of the reduced rates
+    width = math.ceil(zeros * old / cutoff)
+    taps = torch.arange(-width, width + old, dtype=torch.float64)
+    phases = torch.arange(new, dtype=torch.float64)[:, None] / new
+    t = (taps[None, :] / old - phases) * cutoff          # [new, taps], in zero crossings
+    t = t.clamp(-zeros, zeros) * math.pi
+    window = torch.cos(t / zeros / 2) ** 2
+    kernels = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * window
+    kernels = (kernels / kernels.sum(dim=-1, keepdim=True)).to(wav.dtype)
+
+    shape, length = wav.shape, wav.shape[-1]
+    x = wav.reshape(-1, 1, length)
+    x = F.pad(x, (width, width + old), mode="replicate")
+    y = F.conv1d(x, kernels[:, None, :], stride=old)     # [N, new, frames]
+    y = y.transpose(1, 2).reshape(x.shape[0], -1)        # interleave the phases
+    out_length = new * length // old
+    return y[:, :out_length].reshape(*shape[:-1], out_length)
+
+
+def convert(wav: torch.Tensor, from_rate: int, to_rate: int, to_channels: int) -> torch.Tensor:
+    """Resample and fix the channel count, as audiocraft's ``convert_audio``."""
+    return convert_channels(resample(wav, from_rate, to_rate), to_channels)
+
+
+# ---------------------------------------------------------------- loudness
+
+def _biquad_response(b, a, n: int) -> torch.Tensor:
+    """Frequency response of b/a at the ``n // 2 + 1`` bins of an ``n``-point rFFT."""
+    z = torch.exp(-1j * torch.linspace(0, math.pi, n // 2 + 1, dtype=torch.float64))
+    return (b[0] + b[1] * z + b[2] * z ** 2) / (a[0] + a[1] * z + a[2] * z ** 2)
+
+
+def k_weighting(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """BS.1770's K filter (a +4 dB shelf above ~1.5 kHz, then a 38 Hz high-pass).
+
+    Applied in the frequency domain with one second of zero padding, which the
+    filters' short impulse responses need to die out, instead of a per-sample
+    recursive loop.
+    """
+    w = 2 * math.pi * 1500.0 / sample_rate
+    A, alpha = 10 ** (4.0 / 40), math.sin(w) / (2 / math.sqrt(2))
+    cw, sa = math.cos(w), 2 * math.sqrt(A) * alpha
+    shelf_b = (A * ((A + 1) + (A - 1) * cw + sa), -2 * A * ((A - 1) + (A + 1) * cw),
+               A * ((A + 1) + (A - 1) * cw - sa))
+    shelf_a = ((A + 1) - (A - 1) * cw + sa, 2 * ((A - 1) - (A + 1) * cw), (A + 1) - (A - 1) * cw - sa)
+    w = 2 * math.pi * 38.0 / sample_rate
+    alpha, cw = math.sin(w) / (2 * 0.5), math.cos(w)
+    hp_b = ((1 + cw) / 2, -(1 + cw), (1 + cw) / 2)
+    hp_a = (1 + alpha, -2 * cw, 1 - alpha)
+    n = wav.shape[-1] + sample_rate
+    spectrum = torch.fft.rfft(wav.to(torch.float64), n=n)
+    spectrum = spectrum * _biquad_response(shelf_b, shelf_a, n) * _biquad_response(hp_b, hp_a, n)
+    return torch.fft.irfft(spectrum, n=n)[..., :wav.shape[-1]]
+
+
+def loudness(wav: torch.Tensor, sample_rate: int) -> float:
+    """Integrated loudness in LUFS of ``wav [C, T]`` (ITU-R BS.1770-4).
+
+    K-weight, take the mean square in 400 ms blocks every 100 ms, drop blocks
+    below -70 LUFS, then blocks 10 LU below the mean of the rest.
+    """
+    weights = torch.tensor([1.0, 1.0, 1.0, 1.41, 1.41][:wav.shape[0]], dtype=torch.float64)
+    filtered = k_weighting(wav, sample_rate)
+    block, step = round(0.4 * sample_rate), round(0.1 * sample_rate)
+    if filtered.shape[-1] < block:
+        filtered = F.pad(filtered, (0, block - filtered.shape[-1]))
+    power = filtered.unfold(-1, block, step).pow(2).mean(dim=-1)         # [C, blocks]
+    block_loudness = -0.691 + 10 * torch.log10((weights[:, None] * power).sum(dim=0))
+    gated = block_loudness > -70
+    if not gated.any():
+        return float("-inf")
+    relative = -0.691 + 10 * math.log10(float((weights[:, None] * power[:, gated]).sum(0).mean())) - 10
+    gated &= block_loudness > relative
+    return -0.691 + 10 * math.log10(float((weights[:, None] * power[:, gated]).sum(0).mean()))
+
+
+# ---------------------------------------------------------------- normalisation
+
+def normalize(wav: torch.Tensor, strategy: str = "peak", sample_rate: int | None = None,
+              peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18,
+              loudness_headroom_db: float = 14, loudness_compressor: bool = False) -> torch.Tensor:
+    """Scale ``wav [C, T]`` for writing; the result always lies in [-1, 1]."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown normalization strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+    peak_scale = 10 ** (-peak_clip_headroom_db / 20)
+    if strategy == "peak":
+        peak = wav.abs().max()
+        return wav * (peak_scale / peak) if peak > 0 else wav
+    if strategy == "clip":
+        return wav.clamp(-peak_scale, peak_scale)
+    if strategy == "rms":
+        rms = wav.mean(dim=0).pow(2).mean().sqrt()
+        wav = wav * (10 ** (-rms_headroom_db / 20) / rms) if rms > 0 else wav
+    elif strategy == "loudness":
+        if wav.pow(2).mean().sqrt() >= 2e-3:        # below this energy floor, leave it alone
+            gain = 10 ** ((-loudness_headroom_db - loudness(wav, sample_rate)) / 20)
+            wav = gain * wav
+            if loudness_compressor:
+                wav = torch.tanh(wav)
+    return wav.clamp(-1, 1)
+
+
+# ---------------------------------------------------------------- files
+
+def read(path: str | Path, sample_rate: int | None = None, channels: int | None = None
+         ) -> tuple[torch.Tensor, int]:
+    """Audio file -> (wav [C, T] float32, sample rate), optionally converted."""
+    import soundfile as sf
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file.")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)   # [T, C]
+    except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError
+        raise ValueError(f"{path}: cannot read this audio file ({e}). Use WAV, FLAC or OGG.") from None
+    wav = torch.from_numpy(np.ascontiguousarray(data.T))
+    if sample_rate is not None:
+        wav, rate = resample(wav, rate, sample_rate), sample_rate
+    if channels is not None:
+        wav = convert_channels(wav, channels)
+    return wav, rate
+
+
+def write(path: str | Path, wav: torch.Tensor, sample_rate: int, strategy: str = "peak",
+          **normalize_kwargs) -> Path:
+    """Write ``wav [C, T]`` (or [T]) to ``path`` atomically; the suffix picks the format."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"{path}: unsupported extension; use one of {', '.join(FORMATS)}.")
+    wav = wav.detach().float().cpu()
+    if wav.dim() == 1:
+        wav = wav[None]
+    if wav.dim() != 2:
+        raise ValueError(f"expected audio shaped [channels, samples], got {tuple(wav.shape)}.")
+    if not torch.isfinite(wav).all():
+        raise ValueError("the audio contains NaN or infinite values; nothing was written.")
+    wav = normalize(wav, strategy, sample_rate, **normalize_kwargs)
+    fmt, subtype = FORMATS[path.suffix.lower()]
+    import soundfile as sf
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, wav.T.numpy(), sample_rate, format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,3 +1,19 @@
-"""minicraft: a small, readable re-implementation of AudioCraft (MusicGen, AudioGen)."""
+"""minicraft: a small, readable re-implementation of AudioCraft (MusicGen, AudioGen).
+
+    from minicraft import MusicGen
+    model = MusicGen.get_pretrained("small")
+    model.set_generation_params(duration=8)
+    wav = model.generate(["lo-fi beat with mellow piano"])   # [B, C, samples]
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["MusicGen", "AudioGen", "__version__"]
+
+
+def __getattr__(name):
+    """Import the models on first use, so ``import minicraft.attention`` stays light."""
+    if name in ("MusicGen", "AudioGen"):
+        from . import models
+        return getattr(models, name)
+    raise AttributeError(f"module 'minicraft' has no attribute {name!r}")

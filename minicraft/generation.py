@@ -40,12 +40,16 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
                    max_gen_len: int, prompt: torch.Tensor | None = None, num_samples: int | None = None,
                    use_sampling: bool = True, temperature: float = 1.0, top_k: int = 250,
                    top_p: float = 0.0, cfg_coef: float | None = None, two_step: bool = False,
-                   callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   callback: Callable[[int, int], None] | None = None,
+                   cross_mask: torch.Tensor | None = None,
+                   null_cross_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Generate ``max_gen_len`` frames of codes [B, K, max_gen_len], prompt included.
 
     ``cond``/``null_cond`` [B, L, D] are the projected text conditions and
     their "no text" counterpart; pass ``cond=None`` for no conditioning at all
     (then no guidance either). ``prompt`` [B, K, T0] are frames to continue.
+    ``cross_mask``/``null_cross_mask`` [B, 1, 1, L] optionally hide padded text
+    positions from cross-attention (audiocraft passes None).
     """
     cfg_coef = lm.cfg.cfg_coef if cfg_coef is None else cfg_coef
     device = next(lm.parameters()).device
@@ -72,6 +76,12 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     guided = cond is not None
     if guided and not two_step:
         batch_cond = torch.cat([cond, null_cond], dim=0)         # [2B, L, D]
+        batch_mask = None
+        if cross_mask is not None or null_cross_mask is not None:
+            L = cond.shape[1]
+            full = torch.ones(B, 1, 1, L, dtype=torch.bool, device=device)
+            batch_mask = torch.cat([full if cross_mask is None else cross_mask,
+                                    full if null_cross_mask is None else null_cross_mask])
         caches = new_caches(lm, 2 * B, S, batch_cond)
     else:
         batch_cond = cond
@@ -82,12 +92,12 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     for offset in range(first, S):
         step_input = sequence[..., prev:offset]                    # [B, K, offset - prev]
         if guided and not two_step:
-            logits = lm(torch.cat([step_input, step_input]), batch_cond, caches=caches)
+            logits = lm(torch.cat([step_input, step_input]), batch_cond, batch_mask, caches=caches)
             cond_logits, uncond_logits = logits.split(B)
             logits = classifier_free_guidance(cond_logits, uncond_logits, cfg_coef)
         elif guided:
-            cond_logits = lm(step_input, cond, caches=caches)
-            uncond_logits = lm(step_input, null_cond, caches=null_caches)
+            cond_logits = lm(step_input, cond, cross_mask, caches=caches)
+            uncond_logits = lm(step_input, null_cond, null_cross_mask, caches=null_caches)
             logits = classifier_free_guidance(cond_logits, uncond_logits, cfg_coef)
         else:
             logits = lm(step_input, None, caches=caches)

@@ -1,0 +1,222 @@
+"""The ``minicraft`` command: generate, continue, download, info.
+
+Every user mistake ends in one line on stderr that says what to do, and exit
+code 2; nothing is written unless the whole generation succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  minicraft generate "lo-fi beat with mellow piano" --duration 8
+  minicraft generate "dog barking" "rain on a tin roof" --model audiogen-medium --out sounds/
+  minicraft continue intro.wav "add drums" --duration 12 --out longer.wav
+  minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
+  minicraft info small
+
+Sampling, in one breath: temperature scales the randomness (0 = always the most
+likely token); top-k keeps the k most likely tokens; top-p keeps the smallest set
+whose probability reaches p (and wins over top-k); cfg is classifier-free
+guidance, how strongly the text steers (1 = off, 3 = default).
+"""
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+def model_class(name: str):
+    from .models import AudioGen, MusicGen
+    return AudioGen if "audiogen" in name.lower() else MusicGen
+
+
+def short_name(name: str) -> str:
+    """'audiogen-medium' -> 'medium' for AudioGen; other names pass through."""
+    return name.split("audiogen-", 1)[1] if name.lower().startswith("audiogen-") else name
+
+
+def slug(text: str) -> str:
+    words = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return (words[:60].rstrip("_") or "audio")
+
+
+def output_paths(out: str | None, prompts: list[str], suffix: str, force: bool) -> list[Path]:
+    """One file per prompt: ``--out`` names a file (one prompt) or a folder."""
+    target = Path(out) if out else Path(".")
+    if target.suffix.lower() in (".wav", ".flac", ".ogg"):
+        if len(prompts) != 1:
+            raise UserError(f"--out {target} is a single file but there are {len(prompts)} prompts; "
+                            "give a folder instead.")
+        paths = [target]
+    else:
+        names, paths = set(), []
+        for prompt in prompts:
+            stem, n = slug(prompt), 1
+            while stem in names:
+                n += 1
+                stem = f"{slug(prompt)}_{n}"
+            names.add(stem)
+            paths.append(target / f"{stem}{suffix}")
+    for path in paths:
+        folder = path.parent
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder} is a file, not a folder; choose another --out.")
+        if path.exists() and not force:
+            raise UserError(f"{path} already exists; add --force to replace it.")
+    return paths
+
+
+def check_writable(paths: list[Path]):
+    import os
+    for folder in {p.parent for p in paths}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create {folder} ({e.strerror}); choose another --out.") from None
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"cannot write to {folder}; choose another --out.")
+
+
+class ProgressBar:
+    """A one-line bar on stderr, drawn only once a second has passed."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.start, self.drawn = stream, time.monotonic(), False
+
+    def __call__(self, done: int, total: int):
+        elapsed = time.monotonic() - self.start
+        if elapsed < 1.0 and not self.drawn:
+            return
+        self.drawn = True
+        width = 30
+        filled = int(width * done / max(total, 1))
+        eta = elapsed / max(done, 1) * (total - done)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps, "
+                          f"{elapsed:.1f} s, ETA {eta:.0f} s ")
+        self.stream.flush()
+
+    def close(self):
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
+    p.add_argument("--model", default=default_model,
+                   help=f"small, medium, large, audiogen-medium, a Hub id or a local folder (default: {default_model})")
+    p.add_argument("--duration", type=float, default=None, help="seconds of audio (default: the model's)")
+    p.add_argument("--temperature", type=float, default=1.0, help="randomness; 0 = greedy (default 1.0)")
+    p.add_argument("--top-k", type=int, default=250, help="sample among the k likeliest tokens (default 250)")
+    p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass; 0 = off (default)")
+    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance strength (default 3)")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable output")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, or float16 on GPUs")
+    p.add_argument("--out", default=None, help="output folder, or a .wav/.flac file for one prompt")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"], help="file format in a folder")
+    p.add_argument("--normalize", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],
+                   help="how to scale the audio before writing (default: loudness, -14 LUFS)")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minicraft", description="Text-to-music and text-to-sound with "
+                                "MusicGen and AudioGen, from a small readable codebase.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    g = sub.add_parser("generate", help="text -> audio files", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("prompts", nargs="+", help="one or more text descriptions")
+    add_sampling_options(g, "small")
+    c = sub.add_parser("continue", help="extend an audio file, optionally steered by text")
+    c.add_argument("input", help="the audio file to continue (WAV/FLAC/OGG)")
+    c.add_argument("prompts", nargs="*", help="a description (optional)")
+    add_sampling_options(c, "small")
+    d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
+    d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
+    i = sub.add_parser("info", help="what a model is: files, sizes, sample rate, memory")
+    i.add_argument("name", help="small, medium, large, audiogen-medium, a Hub id or a folder")
+    return p
+
+
+def load_model(args):
+    cls = model_class(args.model)
+    model = cls.get_pretrained(short_name(args.model), device=args.device, dtype=args.dtype)
+    params = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_coef=args.cfg,
+                  use_sampling=args.temperature > 0)
+    if args.duration is not None:
+        params["duration"] = args.duration
+    model.set_generation_params(**params)
+    return model
+
+
+def run_generation(args, prompts: list[str], prompt_audio=None) -> int:
+    import torch
+
+    from . import audio
+    suffix = "." + args.format
+    names = prompts if prompts else [Path(args.input).stem + "_continued"]
+    paths = output_paths(args.out, names, suffix, args.force)
+    check_writable(paths)
+    model = load_model(args)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    bar = ProgressBar()
+    model.set_custom_progress_callback(bar)
+    try:
+        if prompt_audio is None:
+            wav = model.generate(prompts)
+        else:
+            wav_in, rate = prompt_audio
+            wav = model.generate_continuation(wav_in[None], rate, prompts or None)
+    finally:
+        bar.close()
+    for path, one in zip(paths, wav):
+        audio.write(path, one, model.sample_rate, strategy=args.normalize)
+        print(f"wrote {path} ({one.shape[-1] / model.sample_rate:.1f} s, {model.sample_rate} Hz)")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .loaders import fetch_model
+    cls = model_class(args.name)
+    repo = cls.resolve_name(short_name(args.name))
+    folder = fetch_model(repo, cls.KIND)
+    print(f"{repo} is in the cache: {folder}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .info import describe
+    cls = model_class(args.name)
+    print(describe(cls.resolve_name(short_name(args.name)), cls))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .checkpoints import CheckpointError
+    try:
+        if args.command == "generate":
+            return run_generation(args, args.prompts)
+        if args.command == "continue":
+            from . import audio
+            return run_generation(args, args.prompts, audio.read(args.input))
+        if args.command == "download":
+            return cmd_download(args)
+        return cmd_info(args)
+    except (UserError, ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"minicraft: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minicraft: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""``minicraft info``: what a model is, without loading it.
+
+Sizes come from the files themselves (safetensors headers, file sizes) when
+the model is local or cached; otherwise from the published facts below.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+
+KNOWN = {
+    "facebook/musicgen-small": "MusicGen small: ~300M-parameter LM (1024 wide, 24 layers, 16 heads), "
+                               "T5-base text encoder, EnCodec 32 kHz (4 codebooks x 2048, 50 frames/s)",
+    "facebook/musicgen-medium": "MusicGen medium: ~1.5B-parameter LM (1536 wide, 48 layers, 24 heads), "
+                                "T5-base, EnCodec 32 kHz",
+    "facebook/musicgen-large": "MusicGen large: ~3.3B-parameter LM (2048 wide, 48 layers, 32 heads), "
+                               "T5-base, EnCodec 32 kHz",
+    "facebook/audiogen-medium": "AudioGen medium: ~1.5B-parameter LM (1536 wide, 48 layers, 24 heads), "
+                                "T5-large text encoder, EnCodec 16 kHz (4 codebooks x 2048, 50 frames/s)",
+}
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "state_dict.bin",
+                "compression_state_dict.bin", "config.json")
+
+
+def safetensors_params(path: Path) -> int:
+    """Number of values stored in a safetensors file, read from its header only."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    total = 0
+    for name, info in header.items():
+        if name != "__metadata__":
+            count = 1
+            for dim in info["shape"]:
+                count *= dim
+            total += count
+    return total
+
+
+def cached_folder(repo_id: str) -> Path | None:
+    for name in WEIGHT_FILES:
+        hit = try_to_load_from_cache(repo_id, name)
+        if isinstance(hit, str):
+            return Path(hit).parent
+    return None
+
+
+def human(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1024 or unit == "GB":
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1024
+    return ""
+
+
+def describe(name: str, cls) -> str:
+    lines = [f"{name} ({cls.__name__})"]
+    if name in KNOWN:
+        lines.append("  " + KNOWN[name])
+    folder = Path(name).expanduser() if Path(name).expanduser().is_dir() else cached_folder(name)
+    if folder is None:
+        lines.append("  not in the local cache: fetch it with `minicraft download "
+                     f"{name}` (needs a network), then it works offline.")
+        return "\n".join(lines)
+    lines.append(f"  files in {folder}:")
+    params = 0
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            lines.append(f"    {path.name:32s} {human(path.stat().st_size):>10s}")
+            if path.suffix == ".safetensors":
+                params += safetensors_params(path)
+    config_path = folder / "config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text())
+        codec = config.get("audio_encoder", {})
+        dec = config.get("decoder", {})
+        if codec:
+            lines.append(f"  sample rate {codec.get('sampling_rate')} Hz, {dec.get('num_codebooks')} codebooks of "
+                         f"{dec.get('vocab_size')}, LM {dec.get('hidden_size')} wide x "
+                         f"{dec.get('num_hidden_layers')} layers")
+    if params:
+        lines.append(f"  {params / 1e6:.0f}M parameters: about {human(params * 4)} of memory in float32, "
+                     f"{human(params * 2)} in bfloat16/float16 (plus the KV cache, small next to it)")
+    return "\n".join(lines)

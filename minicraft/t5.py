@@ -143,11 +143,10 @@ class FeedForwardLayer(nn.Module):
     def __init__(self, cfg: T5Config):
         super().__init__()
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        setattr(self, "DenseGatedActDense" if cfg.gated else "DenseReluDense", FeedForward(cfg))
+        self.DenseReluDense = FeedForward(cfg)   # the checkpoint's name, gated or not
 
     def forward(self, x):
-        ff = self.DenseGatedActDense if hasattr(self, "DenseGatedActDense") else self.DenseReluDense
-        return x + ff(self.layer_norm(x))
+        return x + self.DenseReluDense(self.layer_norm(x))
 
 
 class Block(nn.Module):

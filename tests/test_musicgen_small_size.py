@@ -1,0 +1,68 @@
+"""At the real facebook/musicgen-small architecture (T5-base, EnCodec 32 kHz, decoder 1024 x 24 x 16),
+with random weights written by transformers: logits match, and loading holds one copy of the weights."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from hf_models import ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER, T5_BASE, build_musicgen, save_musicgen
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    reference = build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER)
+    folder = save_musicgen(reference, tmp_path_factory.mktemp("musicgen-small"))
+    return reference, folder
+
+
+def test_decoding_steps_equal_transformers(small):
+    from minicraft import MusicGen
+    from minicraft.generation import new_caches
+    from transformers import AutoTokenizer
+    reference, folder = small
+    model = MusicGen.get_pretrained(str(folder), device="cpu")
+    assert (model.lm.cfg.dim, model.lm.cfg.num_layers, model.lm.cfg.num_heads) == (1024, 24, 16)
+    assert model.conditioner.t5.config.d_model == 768 and model.codec.cardinality == 2048
+    prompt = ["dog barking"]
+    inputs = AutoTokenizer.from_pretrained(folder)(prompt, return_tensors="pt")
+    torch.manual_seed(0)
+    sequence = torch.randint(0, 2048, (1, 4, 6))
+    sequence[:, :, 0] = 2048                                      # the first step is the special token
+    with torch.no_grad():
+        expected = reference(**inputs, decoder_input_ids=sequence.reshape(4, 6)).logits.reshape(1, 4, 6, 2048)
+        cond, _ = model.conditioner(prompt)
+        caches = new_caches(model.lm, 1, 6, cond)
+        steps = [model.lm(sequence[..., s:s + 1], cond, caches=caches) for s in range(6)]   # decoding steps
+    torch.testing.assert_close(torch.cat(steps, dim=2), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_loading_holds_one_copy_of_the_weights(small):
+    """Peak memory of a fresh process that loads the model and runs it once."""
+    _, folder = small
+    weights = (folder / "model.safetensors").stat().st_size
+    script = textwrap.dedent(f"""
+        import json, torch
+        def peak():   # VmHWM: this process's peak resident memory (ru_maxrss would include the parent's)
+            line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+            return int(line.split()[1]) * 1024
+        from minicraft import MusicGen
+        from minicraft.loaders import load_components
+        before = peak()
+        parts = load_components({str(folder)!r})
+        after_load = peak()
+        with torch.inference_mode():     # touch every weight once
+            cond, _ = parts.conditioner(["dog barking"])
+            parts.lm(torch.full((1, 4, 1), 2048), cond)
+            parts.codec.decode(torch.zeros(1, 4, 2, dtype=torch.long))
+        after_run = peak()
+        print(json.dumps(dict(before=before, after_load=after_load, after_run=after_run)))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    rss = json.loads(out.stdout.strip().splitlines()[-1])
+    used = rss["after_run"] - rss["before"]
+    print(f"weights {weights / 2**30:.2f} GiB; load + one pass added {used / 2**30:.2f} GiB "
+          f"({used / weights:.2f}x); load alone {(rss['after_load'] - rss['before']) / 2**30:.2f} GiB")
+    assert used < 1.5 * weights

@@ -111,7 +111,8 @@ def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
                    help=f"small, medium, large, audiogen-medium, a Hub id or a local folder (default: {default_model})")
     p.add_argument("--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     p.add_argument("--temperature", type=float, default=1.0, help="randomness; 0 = greedy (default 1.0)")
-    p.add_argument("--top-k", type=int, default=250, help="sample among the k likeliest tokens (default 250)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="sample among the k likeliest tokens (default 250, or the vocabulary if smaller)")
     p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass; 0 = off (default)")
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance strength (default 3)")
     p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable output")

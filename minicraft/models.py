@@ -28,6 +28,8 @@ class GenModel:
     DEFAULT_DURATION = 10.0
     DEFAULT_STRIDE = 2.0
     KIND = "model"
+    NAMES: dict[str, str] = {}
+    DEFAULT_NAME = ""
 
     def __init__(self, parts: Components, device: torch.device | None = None):
         self.name = parts.name
@@ -59,10 +61,9 @@ class GenModel:
 
     @classmethod
     def resolve_name(cls, name: str | None) -> str:
-        """Short names -> Hub ids; MusicGen and AudioGen know their own."""
-        if not name:
-            raise ValueError("give a model name, a Hugging Face Hub id or a local folder.")
-        return name
+        """Short names ("small") -> Hub ids; other names (Hub ids, folders) pass through."""
+        name = name or cls.DEFAULT_NAME
+        return cls.NAMES.get(name, name)
 
     # ---------------------------------------------------------------- properties
 
@@ -276,29 +277,15 @@ def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the two models
 
-MUSICGEN_NAMES = {s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}
-AUDIOGEN_NAMES = {"medium": "facebook/audiogen-medium"}
-
-
 class MusicGen(GenModel):
     """Text to music (facebook/musicgen-small, -medium, -large)."""
-    DEFAULT_DURATION = 15.0
-    DEFAULT_STRIDE = 18.0
-    KIND = "musicgen"
-
-    @classmethod
-    def resolve_name(cls, name):
-        name = name or "small"
-        return MUSICGEN_NAMES.get(name, name)
+    DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
+    NAMES = {s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}
+    DEFAULT_NAME = "small"
 
 
 class AudioGen(GenModel):
     """Text to sound effects (facebook/audiogen-medium)."""
-    DEFAULT_DURATION = 5.0
-    DEFAULT_STRIDE = 2.0
-    KIND = "audiogen"
-
-    @classmethod
-    def resolve_name(cls, name):
-        name = name or "medium"
-        return AUDIOGEN_NAMES.get(name, name)
+    DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 5.0, 2.0, "audiogen"
+    NAMES = {"medium": "facebook/audiogen-medium"}
+    DEFAULT_NAME = "medium"

@@ -12,6 +12,7 @@ generation by a sliding window and continuation of an audio prompt.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -63,7 +64,12 @@ class GenModel:
     def resolve_name(cls, name: str | None) -> str:
         """Short names ("small") -> Hub ids; other names (Hub ids, folders) pass through."""
         name = name or cls.DEFAULT_NAME
-        return cls.NAMES.get(name, name)
+        if name in cls.NAMES:
+            return cls.NAMES[name]
+        if "/" not in name and not Path(name).expanduser().is_dir():
+            raise ValueError(f"unknown model name {name!r}: use one of {', '.join(cls.NAMES)}, a Hub id "
+                             f"such as {cls.NAMES[cls.DEFAULT_NAME]!r}, or a local folder.")
+        return name
 
     # ---------------------------------------------------------------- properties
 
@@ -205,17 +211,17 @@ class GenModel:
 
 
 def text_mask(mask: torch.Tensor) -> torch.Tensor | None:
-    """Padding mask [B, L] -> cross-attention mask [B, 1, 1, L], or None if nothing is padded.
+    """Padding mask [B, L] -> cross-attention mask [B, 1, 1, L], or None if nothing needs hiding.
 
     Why mask at all, when audiocraft does not? Its padded positions are zero
-    vectors, which still take a share of the attention; so a prompt's output
+    vectors that still take a share of the attention, so a prompt's output
     depends on the longest prompt in its batch. Masking them gives every
-    prompt what audiocraft gives it when generated alone. An empty prompt
-    has no real token; we keep its first (all-zero) position visible, so its
-    attention output is exactly zero, as in audiocraft.
+    prompt what audiocraft gives it when generated alone. A row with no text
+    at all (the null condition) is left unmasked: its keys and values are all
+    zero, so its attention output is exactly zero either way.
     """
     mask = mask.bool().clone()
-    mask[~mask.any(dim=1), 0] = True
+    mask[~mask.any(dim=1)] = True
     return None if mask.all() else mask[:, None, None, :]
 
 

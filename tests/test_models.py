@@ -145,6 +145,10 @@ def test_bad_prompt_audio(musicgen):
 
 
 def test_unknown_model_and_device():
+    with pytest.raises(ValueError, match="unknown model name 'huge': use one of small, medium, large"):
+        MusicGen.get_pretrained("huge")
+    with pytest.raises(ValueError, match="unknown model name 'small': use one of medium"):
+        AudioGen.get_pretrained("small")
     with pytest.raises(FileNotFoundError, match="no such folder"):
         MusicGen.get_pretrained("./no/such/model")
     with pytest.raises(ValueError, match="'cuda' is not available"):
@@ -153,3 +157,12 @@ def test_unknown_model_and_device():
         MusicGen.get_pretrained("small", device="tpu")
     with pytest.raises(ValueError, match="float16 is slow"):
         MusicGen.get_pretrained("small", device="cpu", dtype="float16")
+
+
+def test_bfloat16_on_cpu():
+    """Reduced precision runs end to end; audio comes back as float32."""
+    model = MusicGen.get_pretrained(str(FIXTURES / "musicgen_tiny"), device="cpu", dtype="bfloat16", t5=T5)
+    assert next(model.lm.parameters()).dtype == torch.bfloat16
+    model.set_generation_params(use_sampling=False, duration=0.2)
+    wav = model.generate(["dog barking"])
+    assert wav.dtype == torch.float32 and torch.isfinite(wav).all()

@@ -201,3 +201,30 @@ def write(path: str | Path, wav: torch.Tensor, sample_rate: int, strategy: str =
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ---------------------------------------------------------------- spectrograms
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> torch.Tensor:
+    """[n_mels, n_fft // 2 + 1] triangles, evenly spaced on the mel scale (HTK formula)."""
+    fmax = fmax or sample_rate / 2
+    to_mel = lambda f: 2595 * math.log10(1 + f / 700)                   # noqa: E731
+    mels = torch.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2, dtype=torch.float64)
+    hz = 700 * (10 ** (mels / 2595) - 1)                                 # n_mels + 2 edges
+    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    lower, center, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    rising = (bins - lower) / (center - lower)
+    falling = (upper - bins) / (upper - center)
+    return torch.clamp(torch.minimum(rising, falling), min=0).float()
+
+
+def mel_spectrogram(wav: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256,
+                    n_mels: int = 64) -> torch.Tensor:
+    """log-mel power [..., n_mels, frames] of ``wav [..., T]`` (log10, floored at 1e-5)."""
+    shape = wav.shape
+    window = torch.hann_window(n_fft, device=wav.device, dtype=wav.dtype)
+    spec = torch.stft(wav.reshape(-1, shape[-1]), n_fft, hop, window=window, return_complex=True)
+    power = spec.abs().pow(2)                                            # [N, bins, frames]
+    mel = mel_filterbank(sample_rate, n_fft, n_mels).to(wav) @ power
+    return torch.log10(mel.clamp(min=1e-5)).reshape(*shape[:-1], n_mels, -1)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from pathlib import Path
+
+from .progress import ProgressBar
 
 EXAMPLES = """\
 examples:
@@ -80,30 +81,6 @@ def check_writable(paths: list[Path]):
             raise UserError(f"cannot create {folder} ({e.strerror}); choose another --out.") from None
         if not os.access(folder, os.W_OK):
             raise UserError(f"cannot write to {folder}; choose another --out.")
-
-
-class ProgressBar:
-    """A one-line bar on stderr, drawn only once a second has passed."""
-
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.start, self.drawn = stream, time.monotonic(), False
-
-    def __call__(self, done: int, total: int):
-        elapsed = time.monotonic() - self.start
-        if elapsed < 1.0 and not self.drawn:
-            return
-        self.drawn = True
-        width = 30
-        filled = int(width * done / max(total, 1))
-        eta = elapsed / max(done, 1) * (total - done)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps, "
-                          f"{elapsed:.1f} s, ETA {eta:.0f} s ")
-        self.stream.flush()
-
-    def close(self):
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def add_sampling_options(p: argparse.ArgumentParser, default_model: str):

@@ -114,8 +114,8 @@ class LM(nn.Module):
         x = self.out_norm(x)
         return torch.stack([head(x) for head in self.linears], dim=1)         # [B, K, S, card]
 
-    def compute_predictions(self, codes: torch.Tensor, cross: torch.Tensor | None = None
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_predictions(self, codes: torch.Tensor, cross: torch.Tensor | None = None,
+                            cross_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: codes [B, K, T] -> logits [B, K, T, card] and mask [B, K, T].
 
         ``logits[:, k, t]`` is the prediction *for* ``codes[:, k, t]`` (no shifting
@@ -125,7 +125,7 @@ class LM(nn.Module):
         B, K, T = codes.shape
         pattern = self.pattern(T)
         sequence, _ = pattern.build(codes, self.special_token, valid_only=True)   # [B, K, S]
-        logits, mask = pattern.revert_logits(self(sequence, cross))               # [B, K, T, card]
+        logits, mask = pattern.revert_logits(self(sequence, cross, cross_mask))   # [B, K, T, card]
         return logits, mask[None].expand(B, -1, -1)
 
 

@@ -1,0 +1,30 @@
+"""A one-line progress bar on stderr (no dependency), for generation and training."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class ProgressBar:
+    """A one-line bar on stderr, drawn only once a second has passed."""
+
+    def __init__(self, stream=sys.stderr, first: int = 0):
+        self.stream, self.start, self.drawn = stream, time.monotonic(), False
+        self.first = first          # steps already done before this run (a resumed training)
+
+    def __call__(self, done: int, total: int, note: str = ""):
+        elapsed = time.monotonic() - self.start
+        if elapsed < 1.0 and not self.drawn:
+            return
+        self.drawn = True
+        width = 30
+        filled = int(width * done / max(total, 1))
+        eta = elapsed / max(done - self.first, 1) * (total - done)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps, "
+                          f"{elapsed:.1f} s, ETA {eta:.0f} s {note}")
+        self.stream.flush()
+
+    def close(self):
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,410 @@
+"""Training the tiny models on the toy world, in plain PyTorch on a CPU.
+
+    python -m minicraft.train codec --out runs/codec      # SEANet + RVQ
+    python -m minicraft.train lm --codec runs/codec --out runs/lm   # tokenizer, T5, LM
+    python -m minicraft.train export --codec runs/codec --lm runs/lm --out data/tiny
+
+Every run saves a resumable checkpoint (``checkpoint.pt``) every few hundred
+steps; running the same command again continues where it stopped.
+
+The codec learns to reconstruct the waveform (L1) and, above all, its
+spectrum at several resolutions (STFT and mel losses). Its residual vector
+quantizer learns the way EnCodec's does: codebooks start from k-means on the
+first batch, follow the encoder by exponential moving averages (no gradient),
+replace codes nobody uses by fresh encoder outputs, and a commitment loss
+keeps the encoder close to its codes. Each batch uses a random number of
+codebooks (quantizer dropout), so every codebook learns to refine the ones
+before it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import toyworld
+from .audio import mel_spectrogram
+from .codec import Encodec, EncodecConfig
+from .progress import ProgressBar
+from .seanet import SEANetConfig
+
+
+# ---------------------------------------------------------------- shared
+
+def save_checkpoint(path: Path, **state):
+    """Atomically write a training checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path):
+    # Our own checkpoints hold config dicts and RNG states too, so the full unpickler is needed;
+    # they are files this script wrote itself, never downloaded ones.
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def toy_audio(n: int, seed: int) -> tuple[list[toyworld.Clip], torch.Tensor]:
+    clips = toyworld.sample_clips(n, seed=seed)
+    return clips, torch.from_numpy(toyworld.render_batch(clips))        # [N, samples]
+
+
+# ---------------------------------------------------------------- codec
+
+@dataclass
+class CodecTrainConfig:
+    steps: int = 4500
+    batch: int = 8
+    crop_seconds: float = 1.0
+    lr: float = 5e-4
+    clips: int = 2000
+    seed: int = 0
+    n_filters: int = 16
+    dimension: int = 64
+    lstm: int = 0
+    n_q: int = 4
+    bins: int = 256
+    decay: float = 0.99
+    dead_code_threshold: float = 2.0
+    commitment: float = 1.0
+    checkpoint_every: int = 250
+
+    def codec(self) -> EncodecConfig:
+        seanet = SEANetConfig(channels=1, dimension=self.dimension, n_filters=self.n_filters,
+                              n_residual_layers=1, ratios=[8, 5, 4, 2], lstm=self.lstm)
+        return EncodecConfig(sample_rate=toyworld.SAMPLE_RATE, seanet=seanet, n_q=self.n_q, bins=self.bins)
+
+
+class EMAQuantizer:
+    """Trains the codebooks of a ResidualVectorQuantizer the EnCodec way (no gradients)."""
+
+    def __init__(self, codec: Encodec, decay: float, dead_threshold: float):
+        rvq = codec.quantizer
+        self.codebooks = rvq.codebooks
+        n_q, bins, dim = len(self.codebooks), codec.cfg.bins, codec.cfg.seanet.dimension
+        self.decay, self.dead_threshold = decay, dead_threshold
+        self.cluster_size = torch.zeros(n_q, bins)
+        self.embed_avg = torch.stack([cb.embed.detach().clone() for cb in self.codebooks])
+        self.inited = torch.zeros(n_q, dtype=torch.bool)
+
+    def state(self):
+        return dict(cluster_size=self.cluster_size, embed_avg=self.embed_avg, inited=self.inited)
+
+    def load(self, state):
+        self.cluster_size, self.embed_avg, self.inited = state["cluster_size"], state["embed_avg"], state["inited"]
+
+    @torch.no_grad()
+    def kmeans(self, q: int, x: torch.Tensor, iters: int = 10):
+        bins = self.cluster_size.shape[1]
+        centers = x[torch.randint(len(x), (bins,))].clone()
+        for _ in range(iters):
+            assign = torch.cdist(x, centers).argmin(dim=1)
+            counts = torch.bincount(assign, minlength=bins).float()
+            sums = torch.zeros_like(centers).index_add_(0, assign, x)
+            centers = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centers)
+        self.codebooks[q].embed.copy_(centers)
+        self.embed_avg[q] = centers.clone()
+        self.cluster_size[q] = counts
+        self.inited[q] = True
+
+    @torch.no_grad()
+    def update(self, q: int, x: torch.Tensor, index: torch.Tensor):
+        bins = self.cluster_size.shape[1]
+        onehot = F.one_hot(index, bins).float()                          # [N, bins]
+        self.cluster_size[q].mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+        self.embed_avg[q].mul_(self.decay).add_(onehot.t() @ x, alpha=1 - self.decay)
+        n = self.cluster_size[q].sum()
+        smoothed = (self.cluster_size[q] + 1e-5) / (n + bins * 1e-5) * n   # Laplace smoothing
+        self.codebooks[q].embed.copy_(self.embed_avg[q] / smoothed[:, None])
+        dead = self.cluster_size[q] < self.dead_threshold                  # codes nobody uses
+        if dead.any():
+            fresh = x[torch.randint(len(x), (int(dead.sum()),))]
+            self.codebooks[q].embed[dead] = fresh
+            self.embed_avg[q][dead] = fresh * self.dead_threshold
+            self.cluster_size[q][dead] = self.dead_threshold
+
+    def __call__(self, latent: torch.Tensor, n_q: int, training: bool):
+        """latent [B, D, F] -> (quantized [B, D, F] with straight-through gradients, commitment loss)."""
+        B, D, frames = latent.shape
+        residual = latent.transpose(1, 2).reshape(-1, D)
+        out, commitment = 0, latent.new_zeros(())
+        for q in range(n_q):
+            if training and not self.inited[q]:
+                self.kmeans(q, residual.detach())
+            index = self.codebooks[q].encode(residual.detach())
+            quantized = self.codebooks[q].decode(index).detach()
+            if training:
+                self.update(q, residual.detach(), index)
+            commitment = commitment + F.mse_loss(residual, quantized)
+            out = out + residual + (quantized - residual).detach()         # straight-through
+            residual = residual - quantized
+        return out.view(B, frames, D).transpose(1, 2), commitment
+
+
+def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT (log-magnitude L1 + spectral convergence) and log-mel L1."""
+    loss = pred.new_zeros(())
+    for n_fft in (256, 512, 1024, 2048):
+        window = torch.hann_window(n_fft)
+        P = torch.stft(pred, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+        T = torch.stft(target, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+        loss = loss + F.l1_loss(torch.log(P + 1e-3), torch.log(T + 1e-3))
+        loss = loss + torch.linalg.norm(P - T) / (torch.linalg.norm(T) + 1e-8)
+    mel_p = mel_spectrogram(pred, toyworld.SAMPLE_RATE, 1024, 256, 64)
+    mel_t = mel_spectrogram(target, toyworld.SAMPLE_RATE, 1024, 256, 64)
+    return loss + F.l1_loss(mel_p, mel_t)
+
+
+def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, n_q: int, training: bool,
+               commitment_weight: float):
+    """wav [B, 1, T] -> (total loss, dict of parts)."""
+    latent = codec.encoder(wav)
+    quantized, commitment = quantizer(latent, n_q, training)
+    out = codec.decoder(quantized)[..., :wav.shape[-1]]
+    l1 = F.l1_loss(out, wav)
+    spectral = spectral_loss(out[:, 0], wav[:, 0])
+    total = 0.1 * l1 + spectral + commitment_weight * commitment
+    return total, dict(l1=l1.item(), spectral=spectral.item(), commitment=commitment.item())
+
+
+def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encodec:
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    codec = Encodec(cfg.codec())                     # codebooks get k-means on the first batch
+    quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
+    optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
+                                 lr=cfg.lr, betas=(0.5, 0.9))
+    step = 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    if state is not None:
+        codec.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        quantizer.load(state["quantizer"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"])
+        print(f"resuming codec training at step {step}")
+    _, audio = toy_audio(cfg.clips, cfg.seed)
+    crop = int(cfg.crop_seconds * toyworld.SAMPLE_RATE)
+    bar = ProgressBar(first=step)
+    log = open(out / "log.jsonl", "a")
+    codec.train()
+    while step < cfg.steps:
+        rows = torch.randint(len(audio), (cfg.batch,))
+        starts = torch.randint(audio.shape[1] - crop + 1, (cfg.batch,))
+        wav = torch.stack([audio[r, s:s + crop] for r, s in zip(rows, starts)])[:, None]   # [B, 1, T]
+        n_q = int(torch.randint(1, cfg.n_q + 1, ()))            # quantizer dropout
+        loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % log_every == 0:
+            log.write(json.dumps(dict(step=step, loss=loss.item(), n_q=n_q, time=time.time(), **parts)) + "\n")
+            log.flush()
+        bar(step, cfg.steps, f"loss {loss.item():.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(out / "checkpoint.pt", model=codec.state_dict(), optimizer=optimizer.state_dict(),
+                            quantizer=quantizer.state(), step=step, rng=torch.get_rng_state(),
+                            config=asdict(cfg))
+    bar.close()
+    codec.eval()
+    return codec
+
+
+# ---------------------------------------------------------------- tokenizer, text encoder and LM
+
+@dataclass
+class LMTrainConfig:
+    steps: int = 3500
+    batch: int = 24
+    lr: float = 1e-3
+    warmup: int = 200
+    clips: int = 6000
+    seed: int = 1
+    vocab_size: int = 200
+    t5_dim: int = 128
+    t5_layers: int = 2
+    dim: int = 192
+    num_heads: int = 6
+    num_layers: int = 4
+    condition_dropout: float = 0.2       # share of captions replaced by "no text", for CFG
+    checkpoint_every: int = 250
+
+
+def train_tokenizer(captions: list[str], out: Path, vocab_size: int) -> Path:
+    """A SentencePiece unigram model with T5's conventions: pad 0, EOS 1, unknown 2."""
+    import sentencepiece as spm
+    out.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(captions), model_prefix=str(out / "spiece"),
+                                   vocab_size=vocab_size, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
+                                   bos_id=-1, hard_vocab_limit=False, character_coverage=1.0,
+                                   minloglevel=2)
+    return out / "spiece.model"
+
+
+def build_text_and_lm(cfg: LMTrainConfig, tokenizer, codec: Encodec):
+    from .conditioning import TextConditioner
+    from .lm import LM, LMConfig
+    from .t5 import T5Config, T5Encoder
+    t5 = T5Encoder(T5Config(vocab_size=tokenizer.vocab_size, d_model=cfg.t5_dim, d_kv=cfg.t5_dim // 4,
+                            d_ff=2 * cfg.t5_dim, num_layers=cfg.t5_layers, num_heads=4))
+    for name, p in t5.named_parameters():        # small init: T5 does not scale its attention scores
+        if p.dim() == 2 and "shared" not in name:
+            torch.nn.init.normal_(p, std=0.02 if "relative" in name else p.shape[1] ** -0.5)
+    lm = LM(LMConfig(dim=cfg.dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers, ffn_dim=4 * cfg.dim,
+                     num_codebooks=codec.num_codebooks, card=codec.cardinality,
+                     delays=list(range(codec.num_codebooks))))
+    for name, p in lm.named_parameters():
+        if p.dim() == 2:
+            torch.nn.init.normal_(p, std=0.02)
+    return TextConditioner(tokenizer, t5, cfg.t5_dim, cfg.dim), lm
+
+
+def load_trained_codec(folder: Path) -> Encodec:
+    state = load_checkpoint(folder / "checkpoint.pt")
+    if state is None:
+        raise FileNotFoundError(f"{folder}: no codec checkpoint; run `python -m minicraft.train codec` first.")
+    codec = Encodec(CodecTrainConfig(**state["config"]).codec())
+    codec.load_state_dict(state["model"])
+    return codec.eval()
+
+
+@torch.no_grad()
+def encode_clips(codec: Encodec, audio: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """[N, samples] -> codes [N, K, frames]."""
+    return torch.cat([codec.encode(audio[i:i + batch, None]) for i in range(0, len(audio), batch)])
+
+
+def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None):
+    """Cross-entropy of the LM on codes [B, K, T] given captions (ids/mask [B, L])."""
+    from .models import text_mask
+    if drop is not None:                                 # condition dropout: "no text" rows
+        mask = mask * (~drop)[:, None]
+    hidden = conditioner.t5(ids, mask)
+    cond = conditioner.output_proj(hidden) * mask[..., None]
+    logits, valid = lm.compute_predictions(codes, cond, text_mask(mask))   # [B, K, T, card], [B, K, T]
+    return F.cross_entropy(logits[valid], codes[valid])
+
+
+def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int = 50):
+    from .tokenizer import T5Tokenizer
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    clips = toyworld.sample_clips(cfg.clips, seed=cfg.seed)
+    captions = [c.caption for c in clips]
+    if not (out / "spiece.model").is_file():
+        train_tokenizer(captions, out, cfg.vocab_size)
+    tokenizer = T5Tokenizer(out / "spiece.model")
+    codec = load_trained_codec(codec_folder)
+    conditioner, lm = build_text_and_lm(cfg, tokenizer, codec)
+    params = list(conditioner.parameters()) + list(lm.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    step = 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    if state is not None:
+        conditioner.load_state_dict(state["conditioner"])
+        lm.load_state_dict(state["lm"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"])
+        print(f"resuming LM training at step {step}")
+    codes_path = out / "codes.pt"
+    if codes_path.is_file():
+        codes = torch.load(codes_path, weights_only=True)
+    else:
+        print(f"encoding {len(clips)} clips with the codec ...")
+        codes = encode_clips(codec, torch.from_numpy(toyworld.render_batch(clips)))
+        torch.save(codes, codes_path)
+    ids, mask = tokenizer(captions)
+    bar = ProgressBar(first=step)
+    log = open(out / "log.jsonl", "a")
+    lm.train()
+    conditioner.train()
+    while step < cfg.steps:
+        rows = torch.randint(len(codes), (cfg.batch,))
+        width = int(mask[rows].sum(1).max())
+        drop = torch.rand(cfg.batch) < cfg.condition_dropout
+        loss = lm_loss(lm, conditioner, ids[rows, :width], mask[rows, :width], codes[rows], drop)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        if step % log_every == 0:
+            log.write(json.dumps(dict(step=step, loss=loss.item(), lr=schedule.get_last_lr()[0],
+                                      time=time.time())) + "\n")
+            log.flush()
+        bar(step, cfg.steps, f"loss {loss.item():.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(out / "checkpoint.pt", conditioner=conditioner.state_dict(), lm=lm.state_dict(),
+                            optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), step=step,
+                            rng=torch.get_rng_state(), config=asdict(cfg))
+    bar.close()
+    return conditioner.eval(), lm.eval()
+
+
+def load_trained_lm(folder: Path, codec: Encodec):
+    from .tokenizer import T5Tokenizer
+    state = load_checkpoint(folder / "checkpoint.pt")
+    if state is None:
+        raise FileNotFoundError(f"{folder}: no LM checkpoint; run `python -m minicraft.train lm` first.")
+    cfg = LMTrainConfig(**state["config"])
+    conditioner, lm = build_text_and_lm(cfg, T5Tokenizer(folder / "spiece.model"), codec)
+    conditioner.load_state_dict(state["conditioner"])
+    lm.load_state_dict(state["lm"])
+    return conditioner.eval(), lm.eval()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m minicraft.train", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("codec", help="train the SEANet + RVQ codec")
+    c.add_argument("--out", type=Path, default=Path("runs/codec"))
+    c.add_argument("--steps", type=int, default=CodecTrainConfig.steps)
+    c.add_argument("--threads", type=int, default=2)
+    m = sub.add_parser("lm", help="train the tokenizer, the T5 encoder and the LM on the codec's codes")
+    m.add_argument("--codec", type=Path, default=Path("runs/codec"))
+    m.add_argument("--out", type=Path, default=Path("runs/lm"))
+    m.add_argument("--steps", type=int, default=LMTrainConfig.steps)
+    m.add_argument("--threads", type=int, default=2)
+    e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
+    e.add_argument("--codec", type=Path, default=Path("runs/codec"))
+    e.add_argument("--lm", type=Path, default=Path("runs/lm"))
+    e.add_argument("--out", type=Path, default=Path("data/tiny"))
+    e.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    if args.what == "codec":
+        train_codec(args.out, CodecTrainConfig(steps=args.steps))
+    elif args.what == "lm":
+        train_lm(args.out, args.codec, LMTrainConfig(steps=args.steps))
+    else:
+        from .export import export_musicgen
+        codec = load_trained_codec(args.codec)
+        conditioner, lm = load_trained_lm(args.lm, codec)
+        export_musicgen(args.out, lm, conditioner, codec, max_duration=toyworld.DURATION)
+    print(f"{args.what} done in {(time.time() - start) / 60:.1f} min -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -164,6 +164,9 @@ def cmd_download(args) -> int:
     from .loaders import fetch_model
     cls = model_class(args.name)
     repo = cls.resolve_name(short_name(args.name))
+    if Path(repo).is_dir():
+        print(f"{args.name} is a local model ({repo}); nothing to download.")
+        return 0
     folder = fetch_model(repo, cls.KIND)
     print(f"{repo} is in the cache: {folder}")
     return 0

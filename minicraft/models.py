@@ -283,15 +283,19 @@ def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the two models
 
+# The tiny model trained by `python -m minicraft.train` on the toy world, shipped in the repository.
+TINY = str(Path(__file__).resolve().parent.parent / "data" / "tiny")
+
+
 class MusicGen(GenModel):
-    """Text to music (facebook/musicgen-small, -medium, -large)."""
+    """Text to music (facebook/musicgen-small, -medium, -large; "tiny" is minicraft's own)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
-    NAMES = {s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}
+    NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}}
     DEFAULT_NAME = "small"
 
 
 class AudioGen(GenModel):
-    """Text to sound effects (facebook/audiogen-medium)."""
+    """Text to sound effects (facebook/audiogen-medium; "tiny" is minicraft's own, music and effects)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 5.0, 2.0, "audiogen"
-    NAMES = {"medium": "facebook/audiogen-medium"}
+    NAMES = {"tiny": TINY, "medium": "facebook/audiogen-medium"}
     DEFAULT_NAME = "medium"

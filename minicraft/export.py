@@ -16,31 +16,16 @@ from safetensors.torch import save_file
 
 from .codec import Encodec
 from .conditioning import TextConditioner
-from .lm import LM
+from .lm import LM, hf_names
 
 
 def lm_state_to_hf(lm: LM) -> dict[str, torch.Tensor]:
-    dec = "decoder.model.decoder."
+    """The inverse of ``lm.lm_state_from_hf``."""
+    single, packed = hf_names(lm.cfg)
     state = lm.state_dict()
-    out = {}
-    for k in range(lm.cfg.num_codebooks):
-        out[f"{dec}embed_tokens.{k}.weight"] = state[f"emb.{k}.weight"]
-        out[f"decoder.lm_heads.{k}.weight"] = state[f"linears.{k}.weight"]
-    for name in ("weight", "bias"):
-        out[f"{dec}layer_norm.{name}"] = state[f"out_norm.{name}"]
-    renames = {"norm1": "self_attn_layer_norm", "norm_cross": "encoder_attn_layer_norm",
-               "norm2": "final_layer_norm", "linear1": "fc1", "linear2": "fc2",
-               "self_attn.out_proj": "self_attn.out_proj", "cross_attention.out_proj": "encoder_attn.out_proj"}
-    for i in range(lm.cfg.num_layers):
-        src, dst = f"transformer.layers.{i}.", f"{dec}layers.{i}."
-        for ours, theirs in (("self_attn", "self_attn"), ("cross_attention", "encoder_attn")):
-            q, k, v = state[f"{src}{ours}.in_proj_weight"].chunk(3)
-            out.update({f"{dst}{theirs}.q_proj.weight": q, f"{dst}{theirs}.k_proj.weight": k,
-                        f"{dst}{theirs}.v_proj.weight": v})
-        for ours, theirs in renames.items():
-            for name in ("weight", "bias"):
-                if f"{src}{ours}.{name}" in state:
-                    out[f"{dst}{theirs}.{name}"] = state[f"{src}{ours}.{name}"]
+    out = {theirs: state[ours] for ours, theirs in single.items() if ours in state}
+    for ours, theirs in packed.items():
+        out.update(zip(theirs, state[ours].chunk(3)))
     return out
 
 

@@ -129,32 +129,40 @@ class LM(nn.Module):
         return logits, mask[None].expand(B, -1, -1)
 
 
-def lm_state_from_hf(state: dict[str, torch.Tensor], num_layers: int, num_codebooks: int,
-                     prefix: str = "decoder.") -> dict[str, torch.Tensor]:
-    """Rename a transformers MusicGen decoder's tensors to minicraft/audiocraft names.
+# transformers' names for the parts of a layer that map one to one
+LAYER_RENAMES = {"norm1": "self_attn_layer_norm", "norm_cross": "encoder_attn_layer_norm",
+                 "norm2": "final_layer_norm", "linear1": "fc1", "linear2": "fc2",
+                 "self_attn.out_proj": "self_attn.out_proj", "cross_attention.out_proj": "encoder_attn.out_proj"}
 
-    transformers keeps q, k and v projections apart; audiocraft packs them into
-    one ``in_proj_weight`` [3D, D]. Positional tables are not weights (minicraft
-    computes the sinusoids), so ``embed_positions`` is skipped on purpose.
+
+def hf_names(cfg: LMConfig, prefix: str = "decoder.") -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Our tensor names -> a transformers MusicGen decoder's.
+
+    Returns the one-to-one names, and the packed projections: our
+    ``in_proj_weight`` [3D, D] is transformers' ``q_proj``, ``k_proj`` and
+    ``v_proj`` stacked. (Positional tables are not weights: minicraft computes
+    the sinusoids, so transformers' ``embed_positions`` has no counterpart.)
     """
     dec = prefix + "model.decoder."
-    out = {}
-    for k in range(num_codebooks):
-        out[f"emb.{k}.weight"] = state[f"{dec}embed_tokens.{k}.weight"]
-        out[f"linears.{k}.weight"] = state[f"{prefix}lm_heads.{k}.weight"]
-    for name in ("weight", "bias"):
-        out[f"out_norm.{name}"] = state[f"{dec}layer_norm.{name}"]
-    renames = {"self_attn_layer_norm": "norm1", "encoder_attn_layer_norm": "norm_cross",
-               "final_layer_norm": "norm2", "fc1": "linear1", "fc2": "linear2",
-               "self_attn.out_proj": "self_attn.out_proj", "encoder_attn.out_proj": "cross_attention.out_proj"}
-    for i in range(num_layers):
-        src, dst = f"{dec}layers.{i}.", f"transformer.layers.{i}."
-        for attn, ours in (("self_attn", "self_attn"), ("encoder_attn", "cross_attention")):
-            if f"{src}{attn}.q_proj.weight" in state:
-                out[f"{dst}{ours}.in_proj_weight"] = torch.cat(
-                    [state[f"{src}{attn}.{p}_proj.weight"] for p in "qkv"])
-        for theirs, ours in renames.items():
-            for name in ("weight", "bias"):
-                if f"{src}{theirs}.{name}" in state:
-                    out[f"{dst}{ours}.{name}"] = state[f"{src}{theirs}.{name}"]
+    single = {f"out_norm.{w}": f"{dec}layer_norm.{w}" for w in ("weight", "bias")}
+    for k in range(cfg.num_codebooks):
+        single[f"emb.{k}.weight"] = f"{dec}embed_tokens.{k}.weight"
+        single[f"linears.{k}.weight"] = f"{prefix}lm_heads.{k}.weight"
+    packed = {}
+    for i in range(cfg.num_layers):
+        ours, theirs = f"transformer.layers.{i}.", f"{dec}layers.{i}."
+        for a, b in LAYER_RENAMES.items():
+            single.update({f"{ours}{a}.{w}": f"{theirs}{b}.{w}" for w in ("weight", "bias")})
+        for a, b in (("self_attn", "self_attn"), ("cross_attention", "encoder_attn")):
+            packed[f"{ours}{a}.in_proj_weight"] = [f"{theirs}{b}.{p}_proj.weight" for p in "qkv"]
+    return single, packed
+
+
+def lm_state_from_hf(state: dict[str, torch.Tensor], cfg: LMConfig,
+                     prefix: str = "decoder.") -> dict[str, torch.Tensor]:
+    """Rename a transformers MusicGen decoder's tensors to minicraft/audiocraft names."""
+    single, packed = hf_names(cfg, prefix)
+    out = {ours: state[theirs] for ours, theirs in single.items() if theirs in state}
+    out.update({ours: torch.cat([state[t] for t in theirs])
+                for ours, theirs in packed.items() if all(t in state for t in theirs)})
     return out

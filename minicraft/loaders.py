@@ -26,7 +26,7 @@ from . import hub
 from .checkpoints import CheckpointError, load_into, read_audiocraft, read_json, read_state_dict
 from .codec import Encodec, load_encodec_audiocraft, load_encodec_hf
 from .conditioning import TextConditioner
-from .lm import LM, LMConfig, lm_state_from_hf
+from .lm import LM, LMConfig, hf_names, lm_state_from_hf
 from .t5 import load_t5_encoder, t5_from_state
 from .tokenizer import T5Tokenizer
 
@@ -143,8 +143,9 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
 
     lm_cfg = LMConfig.from_hf(config["decoder"])
     decoder_keys = {k for k in state if k.startswith("decoder.")}
-    lm_state = lm_state_from_hf(state, lm_cfg.num_layers, lm_cfg.num_codebooks)
-    used = set(lm_hf_keys(lm_cfg))
+    lm_state = lm_state_from_hf(state, lm_cfg)
+    single, packed = hf_names(lm_cfg)
+    used = set(single.values()) | {name for names in packed.values() for name in names}
     leftover = sorted(k for k in decoder_keys - used if "embed_positions" not in k)
     if leftover:
         raise CheckpointError(f"{weights}: decoder tensors minicraft does not know: {leftover[:3]}.")
@@ -160,21 +161,6 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     if generation.is_file() and "max_length" in read_json(generation):
         max_duration = read_json(generation)["max_length"] / codec.frame_rate
     return Components(name or str(folder), lm, conditioner, codec, max_duration)
-
-
-def lm_hf_keys(cfg: LMConfig) -> list[str]:
-    """The transformers decoder keys :func:`lm_state_from_hf` reads (to spot leftovers)."""
-    dec = "decoder.model.decoder."
-    keys = [f"{dec}layer_norm.{p}" for p in ("weight", "bias")]
-    keys += [f"{dec}embed_tokens.{k}.weight" for k in range(cfg.num_codebooks)]
-    keys += [f"decoder.lm_heads.{k}.weight" for k in range(cfg.num_codebooks)]
-    for i in range(cfg.num_layers):
-        layer = f"{dec}layers.{i}."
-        for attn in ("self_attn", "encoder_attn"):
-            keys += [f"{layer}{attn}.{p}_proj.{w}" for p in ("q", "k", "v", "out") for w in ("weight", "bias")]
-        for norm in ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm", "fc1", "fc2"):
-            keys += [f"{layer}{norm}.{w}" for w in ("weight", "bias")]
-    return keys
 
 
 def tokenizer_for(folder: Path) -> T5Tokenizer:

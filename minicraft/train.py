@@ -46,6 +46,23 @@ def save_checkpoint(path: Path, **state):
     tmp.replace(path)
 
 
+def resume(path: Path, **objects) -> int:
+    """Load a checkpoint into ``objects`` (anything with ``load_state_dict``); return its step, or 0."""
+    state = load_checkpoint(path)
+    if state is None:
+        return 0
+    for name, obj in objects.items():
+        obj.load_state_dict(state[name])
+    torch.set_rng_state(state["rng"])
+    print(f"resuming from step {state['step']} ({path})")
+    return state["step"]
+
+
+def checkpoint(path: Path, step: int, config, **objects):
+    save_checkpoint(path, step=step, rng=torch.get_rng_state(), config=asdict(config),
+                    **{name: obj.state_dict() for name, obj in objects.items()})
+
+
 def load_checkpoint(path: Path):
     # Our own checkpoints hold config dicts and RNG states too, so the full unpickler is needed;
     # they are files this script wrote itself, never downloaded ones.
@@ -101,10 +118,10 @@ class EMAQuantizer:
         self.embed_avg = torch.stack([cb.embed.detach().clone() for cb in self.codebooks])
         self.inited = torch.zeros(n_q, dtype=torch.bool)
 
-    def state(self):
+    def state_dict(self):
         return dict(cluster_size=self.cluster_size, embed_avg=self.embed_avg, inited=self.inited)
 
-    def load(self, state):
+    def load_state_dict(self, state):
         self.cluster_size, self.embed_avg, self.inited = state["cluster_size"], state["embed_avg"], state["inited"]
 
     @torch.no_grad()
@@ -188,15 +205,8 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
     quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
     optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
                                  lr=cfg.lr, betas=(0.5, 0.9))
-    step = 0
-    state = load_checkpoint(out / "checkpoint.pt")
-    if state is not None:
-        codec.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        quantizer.load(state["quantizer"])
-        step = state["step"]
-        torch.set_rng_state(state["rng"])
-        print(f"resuming codec training at step {step}")
+    saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer)
+    step = resume(out / "checkpoint.pt", **saved)
     _, audio = toy_audio(cfg.clips, cfg.seed)
     crop = int(cfg.crop_seconds * toyworld.SAMPLE_RATE)
     bar = ProgressBar(first=step)
@@ -218,9 +228,7 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
             log.flush()
         bar(step, cfg.steps, f"loss {loss.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(out / "checkpoint.pt", model=codec.state_dict(), optimizer=optimizer.state_dict(),
-                            quantizer=quantizer.state(), step=step, rng=torch.get_rng_state(),
-                            config=asdict(cfg))
+            checkpoint(out / "checkpoint.pt", step, cfg, **saved)
     bar.close()
     codec.eval()
     return codec
@@ -316,16 +324,8 @@ def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int =
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    step = 0
-    state = load_checkpoint(out / "checkpoint.pt")
-    if state is not None:
-        conditioner.load_state_dict(state["conditioner"])
-        lm.load_state_dict(state["lm"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        step = state["step"]
-        torch.set_rng_state(state["rng"])
-        print(f"resuming LM training at step {step}")
+    saved = dict(conditioner=conditioner, lm=lm, optimizer=optimizer, schedule=schedule)
+    step = resume(out / "checkpoint.pt", **saved)
     codes_path = out / "codes.pt"
     if codes_path.is_file():
         codes = torch.load(codes_path, weights_only=True)
@@ -355,9 +355,7 @@ def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int =
             log.flush()
         bar(step, cfg.steps, f"loss {loss.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(out / "checkpoint.pt", conditioner=conditioner.state_dict(), lm=lm.state_dict(),
-                            optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), step=step,
-                            rng=torch.get_rng_state(), config=asdict(cfg))
+            checkpoint(out / "checkpoint.pt", step, cfg, **saved)
     bar.close()
     return conditioner.eval(), lm.eval()
 

@@ -66,13 +66,17 @@ def padding_mask(mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class KVCache:
-    """Keys and values of past steps, preallocated so a decoding step only writes.
+    """One layer's memory during decoding, preallocated so a step only writes.
 
-    ``keys``/``values`` are [B, H, max_len, Dh]; positions ``[:length]`` are filled.
+    ``keys``/``values`` are the self-attention's [B, H, max_len, Dh]; positions
+    ``[:length]`` are filled. ``memory`` holds the cross-attention's keys and
+    values of the text: they are the same at every step, so they are
+    projected once, at the first step, and reused.
     """
     keys: torch.Tensor
     values: torch.Tensor
     length: int = 0
+    memory: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def empty(cls, batch: int, heads: int, max_len: int, head_dim: int,
@@ -107,6 +111,7 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        nn.init.xavier_uniform_(self.in_proj_weight)     # as torch.nn.MultiheadAttention; loading overwrites it
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         self.fast = True  # use the fused kernel; False = the plain formula
@@ -127,18 +132,23 @@ class MultiheadAttention(nn.Module):
 
         Self-attention (``memory is None``): new keys/values are appended to
         ``cache`` if given; ``causal`` hides keys after each query.
-        Cross-attention: keys/values come from ``memory`` [B, L, D].
+        Cross-attention: keys/values come from ``memory`` [B, L, D], or from
+        ``cache.memory`` once a first step has projected them.
         """
         D = x.shape[-1]
         if memory is None:
-            q, k, v = self.project(x, slice(0, 3 * D)).chunk(3, dim=-1)
+            q, k, v = map(self.split_heads, self.project(x, slice(0, 3 * D)).chunk(3, dim=-1))  # [B, H, T, Dh]
+            if cache is not None:
+                k, v = cache.append(k, v)
         else:
-            q = self.project(x, slice(0, D))
-            k = self.project(memory, slice(D, 2 * D))
-            v = self.project(memory, slice(2 * D, 3 * D))
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # [B, H, T, Dh]
-        if cache is not None:
-            k, v = cache.append(k, v)
+            q = self.split_heads(self.project(x, slice(0, D)))
+            if cache is not None and cache.memory is not None:
+                k, v = cache.memory                                    # projected at the first step
+            else:
+                k = self.split_heads(self.project(memory, slice(D, 2 * D)))
+                v = self.split_heads(self.project(memory, slice(2 * D, 3 * D)))
+                if cache is not None:
+                    cache.memory = (k, v)
         out = (attention if self.fast else attention_plain)(q, k, v, mask, causal)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], D)   # [B, T, D]
         return self.out_proj(out)

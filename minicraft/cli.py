@@ -14,7 +14,8 @@ from .progress import ProgressBar
 
 EXAMPLES = """\
 examples:
-  minicraft generate "lo-fi beat with mellow piano" --duration 8
+  minicraft generate "a fast high chiptune melody"           # the tiny model, offline, seconds
+  minicraft generate "lo-fi beat with mellow piano" --model small --duration 8
   minicraft generate "dog barking" "rain on a tin roof" --model audiogen-medium --out sounds/
   minicraft continue intro.wav "add drums" --duration 12 --out longer.wav
   minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
@@ -85,7 +86,7 @@ def check_writable(paths: list[Path]):
 
 def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
     p.add_argument("--model", default=default_model,
-                   help=f"small, medium, large, audiogen-medium, a Hub id or a local folder (default: {default_model})")
+                   help=f"tiny, small, medium, large, audiogen-medium, a Hub id or a local folder (default: {default_model})")
     p.add_argument("--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     p.add_argument("--temperature", type=float, default=1.0, help="randomness; 0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=None,
@@ -110,15 +111,15 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="text -> audio files", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("prompts", nargs="+", help="one or more text descriptions")
-    add_sampling_options(g, "small")
+    add_sampling_options(g, "tiny")
     c = sub.add_parser("continue", help="extend an audio file, optionally steered by text")
     c.add_argument("input", help="the audio file to continue (WAV/FLAC/OGG)")
     c.add_argument("prompts", nargs="*", help="a description (optional)")
-    add_sampling_options(c, "small")
+    add_sampling_options(c, "tiny")
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
     d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
     i = sub.add_parser("info", help="what a model is: files, sizes, sample rate, memory")
-    i.add_argument("name", help="small, medium, large, audiogen-medium, a Hub id or a folder")
+    i.add_argument("name", help="tiny, small, medium, large, audiogen-medium, a Hub id or a folder")
     return p
 
 

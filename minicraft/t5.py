@@ -74,7 +74,8 @@ def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_dista
     bucket = (relative > 0).long() * half                 # which side of the query
     distance = relative.abs()
     exact = half // 2
-    log_ratio = torch.log(distance.float() / exact) / math.log(max_distance / exact)
+    # clamp: distance 0 would give log(0); torch.where below discards those entries anyway
+    log_ratio = torch.log(distance.clamp(min=1).float() / exact) / math.log(max_distance / exact)
     far = (exact + (log_ratio * (half - exact)).long()).clamp(max=half - 1)
     return bucket + torch.where(distance < exact, distance, far)
 

@@ -84,10 +84,12 @@ def toy_audio(n: int, seed: int) -> tuple[list[toyworld.Clip], torch.Tensor]:
 
 @dataclass
 class CodecTrainConfig:
-    steps: int = 4500
+    steps: int = 7000
+    decay_steps: int = 2500          # constant learning rate, then linear decay over the last steps
     batch: int = 8
     crop_seconds: float = 1.0
     lr: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.9)
     clips: int = 2000
     seed: int = 0
     n_filters: int = 16
@@ -204,7 +206,7 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
     codec = Encodec(cfg.codec())                     # codebooks get k-means on the first batch
     quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
     optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
-                                 lr=cfg.lr, betas=(0.5, 0.9))
+                                 lr=cfg.lr, betas=cfg.betas)
     saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer)
     step = resume(out / "checkpoint.pt", **saved)
     _, audio = toy_audio(cfg.clips, cfg.seed)
@@ -217,6 +219,8 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
         starts = torch.randint(audio.shape[1] - crop + 1, (cfg.batch,))
         wav = torch.stack([audio[r, s:s + crop] for r, s in zip(rows, starts)])[:, None]   # [B, 1, T]
         n_q = int(torch.randint(1, cfg.n_q + 1, ()))            # quantizer dropout
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
         loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment)
         optimizer.zero_grad()
         loss.backward()

@@ -49,7 +49,7 @@ class TransformerLayer(nn.Module):
                 cross_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         x = x + self.self_attn(self.norm1(x), cache=cache, causal=True)
         if self.cross_attention is not None:
-            x = x + self.cross_attention(self.norm_cross(x), memory=cross, mask=cross_mask)
+            x = x + self.cross_attention(self.norm_cross(x), memory=cross, mask=cross_mask, cache=cache)
         return x + self.linear2(F.gelu(self.linear1(self.norm2(x))))
 
 

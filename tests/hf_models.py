@@ -28,6 +28,9 @@ T5_BASE = dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12,
                dropout_rate=0.0)
 MUSICGEN_SMALL_DECODER = dict(vocab_size=2048, max_position_embeddings=2048, num_hidden_layers=24, ffn_dim=4096,
                               num_attention_heads=16, hidden_size=1024, num_codebooks=4, audio_channels=1)
+MUSICGEN_SIZES = {"small": MUSICGEN_SMALL_DECODER,
+                  "medium": dict(MUSICGEN_SMALL_DECODER, num_hidden_layers=48, ffn_dim=6144,
+                                 num_attention_heads=24, hidden_size=1536)}
 # Small versions of the same (the tiny codec has 4 codebooks of 32: 1 kbps at 50 Hz x 5 bits).
 ENCODEC_TINY = dict(ENCODEC_32KHZ, num_filters=4, codebook_size=32, codebook_dim=16, hidden_size=16,
                     target_bandwidths=[1.0])
@@ -60,15 +63,16 @@ def tiny_musicgen(seed: int = 0):
     return build_musicgen(text_encoder, ENCODEC_TINY, DECODER_TINY, seed)
 
 
-def save_musicgen(model, folder: Path, max_shard_size: str | None = None) -> Path:
-    """``save_pretrained`` plus what a MusicGen repository also holds."""
+def save_musicgen(model, folder: Path, max_shard_size: str | None = None, tokenizer: Path = T5_TINY) -> Path:
+    """``save_pretrained`` plus what a MusicGen repository also holds (tokenizer files from ``tokenizer``)."""
     folder = Path(folder)
     if max_shard_size:
         model.save_pretrained(folder, max_shard_size=max_shard_size)
     else:
         model.save_pretrained(folder)
     for name in TOKENIZER_FILES:
-        shutil.copy(T5_TINY / name, folder / name)
+        if (Path(tokenizer) / name).exists():
+            shutil.copy(Path(tokenizer) / name, folder / name)
     generation = json.loads((folder / "generation_config.json").read_text())
     generation.update(do_sample=True, guidance_scale=3.0, max_length=1500, top_k=250)   # as on the Hub
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2))

@@ -40,11 +40,11 @@ def test_help_teaches():
     assert result.returncode == 0
     for word in ("generate", "continue", "download", "info", "examples:", "temperature"):
         assert word in result.stdout
-    assert "--top-p" in run("generate", "--help").stdout
+    assert "--top-p" in run("generate", "--model", "small", "--help").stdout
 
 
 def test_generate_writes_one_file_per_prompt(cache, tmp_path):
-    result = run("generate", "dog barking", "calm piano", "--duration", "0.2", "--seed", "1",
+    result = run("generate", "--model", "small", "dog barking", "calm piano", "--duration", "0.2", "--seed", "1",
                  "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     files = sorted((tmp_path / "out").iterdir())
@@ -57,7 +57,7 @@ def test_generate_writes_one_file_per_prompt(cache, tmp_path):
 
 def test_seed_makes_files_identical(cache, tmp_path):
     for name in ("a.wav", "b.wav"):
-        assert run("generate", "dog barking", "--duration", "0.2", "--seed", "3", "--out",
+        assert run("generate", "--model", "small", "dog barking", "--duration", "0.2", "--seed", "3", "--out",
                    str(tmp_path / name)).returncode == 0
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
 
@@ -65,16 +65,16 @@ def test_seed_makes_files_identical(cache, tmp_path):
 def test_existing_file_needs_force(cache, tmp_path):
     target = tmp_path / "x.wav"
     target.write_bytes(b"keep me")
-    assert_user_error(run("generate", "dog", "--duration", "0.2", "--out", str(target)), "add --force")
+    assert_user_error(run("generate", "--model", "small", "dog", "--duration", "0.2", "--out", str(target)), "add --force")
     assert target.read_bytes() == b"keep me"
-    assert run("generate", "dog", "--duration", "0.2", "--out", str(target), "--force").returncode == 0
+    assert run("generate", "--model", "small", "dog", "--duration", "0.2", "--out", str(target), "--force").returncode == 0
     assert sf.info(str(target)).frames == 10 * 640
 
 
 def test_continue(cache, tmp_path):
     t = torch.arange(8000) / 44100
     sf.write(str(tmp_path / "in.wav"), (0.3 * torch.sin(2 * torch.pi * 440 * t)).numpy(), 44100)
-    result = run("continue", str(tmp_path / "in.wav"), "calm piano", "--duration", "0.5",
+    result = run("continue", "--model", "small", str(tmp_path / "in.wav"), "calm piano", "--duration", "0.5",
                  "--temperature", "0", "--out", str(tmp_path / "longer.flac"))
     assert result.returncode == 0, result.stderr
     assert sf.info(str(tmp_path / "longer.flac")).frames == 25 * 640
@@ -106,23 +106,23 @@ def test_download_offline_says_what_to_do(hf_cache):
 ])
 def test_bad_options_exit_2_and_write_nothing(cache, tmp_path, args, message):
     out = tmp_path / "out"
-    assert_user_error(run("generate", "dog", "--duration", "0.2", *args, "--out", str(out)), message)
+    assert_user_error(run("generate", "--model", "small", "dog", "--duration", "0.2", *args, "--out", str(out)), message)
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_bad_paths(cache, tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    assert_user_error(run("generate", "dog", "--out", str(tmp_path / "file" / "x.wav")), "is a file, not a folder")
-    assert_user_error(run("continue", str(tmp_path / "missing.wav"), "x"), "no such audio file")
+    assert_user_error(run("generate", "--model", "small", "dog", "--out", str(tmp_path / "file" / "x.wav")), "is a file, not a folder")
+    assert_user_error(run("continue", "--model", "small", str(tmp_path / "missing.wav"), "x"), "no such audio file")
     (tmp_path / "silent.wav").write_bytes(b"")
     sf.write(str(tmp_path / "silent.wav"), torch.zeros(3200).numpy(), 32000)
-    assert_user_error(run("continue", str(tmp_path / "silent.wav"), "x", "--duration", "0.5",
+    assert_user_error(run("continue", "--model", "small", str(tmp_path / "silent.wav"), "x", "--duration", "0.5",
                           "--out", str(tmp_path / "o.wav")), "silent")
     assert not (tmp_path / "o.wav").exists()
-    assert_user_error(run("generate", "a", "b", "--out", str(tmp_path / "one.wav")), "give a folder instead")
+    assert_user_error(run("generate", "--model", "small", "a", "b", "--out", str(tmp_path / "one.wav")), "give a folder instead")
     assert run("generate").returncode == 2          # argparse: a prompt is required
 
 
 def test_unwritable_output(cache):
     """/proc accepts no new folders, even from root (CI runs as root)."""
-    assert_user_error(run("generate", "dog", "--out", "/proc/minicraft-out/"), "cannot create /proc/minicraft-out")
+    assert_user_error(run("generate", "--model", "small", "dog", "--out", "/proc/minicraft-out/"), "cannot create /proc/minicraft-out")

@@ -1,0 +1,214 @@
+"""Generation speed and memory, measured side by side in one run.
+
+    python benchmarks/generate.py tiny                      # real-time factor of the shipped tiny model
+    python benchmarks/generate.py compare --size small      # minicraft vs transformers, same weights
+
+`compare` builds random weights at the facebook/musicgen-{small,medium}
+architecture with transformers' own MusicGen class and saves them once in the
+official Hugging Face format. Then, in separate fresh processes on those same
+files and settings (CFG 3, top-k 250, fixed seed, N threads), it times
+minicraft and transformers alternately and prints, for each: milliseconds per
+decoding step (median, min, max over runs of the per-run median), T5 and
+EnCodec time, peak resident memory, and minicraft/transformers ratios.
+
+Each worker prints one JSON line; the parent only schedules and summarises, so
+neither implementation pays for the other's memory or warm caches.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))     # hf_models.py: the reference builders the tests also use
+PROMPTS = ["lo-fi beat with mellow piano"]
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (VmHWM; Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def step_ms(stamps: list[float]) -> float:
+    """Median gap between decoding steps, in ms; the first gap (prefill, warm-up) is left out."""
+    gaps = [b - a for a, b in zip(stamps[1:], stamps[2:])]
+    return 1000 * statistics.median(gaps)
+
+
+# ---------------------------------------------------------------------------------------------- workers
+
+def run_minicraft(folder: str, seconds: float, seed: int, dtype: str) -> dict:
+    from minicraft import MusicGen
+    t = time.perf_counter()
+    model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype))
+    load = time.perf_counter() - t
+    model.set_generation_params(duration=seconds, cfg_coef=3.0, top_k=250)
+    t = time.perf_counter()
+    model.conditioner(PROMPTS + [None])
+    t5 = time.perf_counter() - t
+    stamps = []
+    model.set_custom_progress_callback(lambda done, total: stamps.append(time.perf_counter()))
+    torch.manual_seed(seed)
+    t = time.perf_counter()
+    tokens = model.generate_tokens(PROMPTS, None)
+    decode_start = time.perf_counter()
+    model.generate_audio(tokens)
+    end = time.perf_counter()
+    return dict(load_s=load, t5_s=t5, step_ms=step_ms(stamps), steps=len(stamps),
+                encodec_s=end - decode_start, total_s=end - t, peak_rss=peak_rss(), tokens=tokens.tolist())
+
+
+def run_transformers(folder: str, seconds: float, seed: int, dtype: str) -> dict:
+    import transformers
+    from minicraft.tokenizer import T5Tokenizer
+    from transformers import LogitsProcessor, LogitsProcessorList
+    transformers.logging.set_verbosity_error()
+    t = time.perf_counter()
+    model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, dtype))
+    model.eval()
+    load = time.perf_counter() - t
+    ids, mask = T5Tokenizer.from_dir(folder)(PROMPTS)
+    with torch.no_grad():
+        t = time.perf_counter()
+        model.text_encoder(input_ids=torch.cat([ids, torch.zeros_like(ids)]),
+                           attention_mask=torch.cat([mask, torch.zeros_like(mask)]))
+        t5 = time.perf_counter() - t
+    stamps, decode_time, codes = [], {}, {}
+
+    class Stamp(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            stamps.append(time.perf_counter())
+            return scores
+
+    decode = model.audio_encoder.decode
+
+    def timed_decode(audio_codes, *args, **kwargs):
+        start = time.perf_counter()
+        out = decode(audio_codes, *args, **kwargs)
+        decode_time["s"], codes["codes"] = time.perf_counter() - start, audio_codes
+        return out
+
+    model.audio_encoder.decode = timed_decode
+    frames = int(seconds * model.config.audio_encoder.frame_rate)
+    K = model.decoder.num_codebooks
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        t = time.perf_counter()
+        model.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=250, guidance_scale=3.0,
+                       max_new_tokens=frames + K - 1, logits_processor=LogitsProcessorList([Stamp()]))
+        end = time.perf_counter()
+    return dict(load_s=load, t5_s=t5, step_ms=step_ms(stamps), steps=len(stamps), encodec_s=decode_time["s"],
+                total_s=end - t, peak_rss=peak_rss(), tokens=codes["codes"][0].tolist())
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+def worker(impl: str, folder: Path, args) -> dict:
+    cmd = [sys.executable, __file__, "worker", impl, str(folder), "--seconds", str(args.seconds),
+           "--seed", str(args.seed), "--dtype", args.dtype, "--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{impl} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def build_weights(size: str, cache: Path) -> Path:
+    """Random weights at the real architecture, saved once by transformers."""
+    from hf_models import ENCODEC_32KHZ, MUSICGEN_SIZES, T5_BASE, build_musicgen, save_musicgen
+    folder = cache / f"musicgen-{size}-random"
+    if not (folder / "config.json").exists():
+        print(f"building random musicgen-{size} weights in {folder} ...", file=sys.stderr)
+        save_musicgen(build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SIZES[size]), folder,
+                      tokenizer=ROOT / "data" / "tiny")
+    return folder
+
+
+def summary(name: str, runs: list[dict]) -> dict:
+    steps = [r["step_ms"] for r in runs]
+    row = dict(step_median=statistics.median(steps), step_min=min(steps), step_max=max(steps),
+               t5=statistics.median(r["t5_s"] for r in runs), encodec=statistics.median(r["encodec_s"] for r in runs),
+               total=statistics.median(r["total_s"] for r in runs), peak=max(r["peak_rss"] for r in runs))
+    print(f"{name:13s} {row['step_median']:8.1f} {row['step_min']:7.1f} {row['step_max']:7.1f} "
+          f"{1000 * row['t5']:8.0f} {1000 * row['encodec']:9.0f} {row['total']:8.2f} {row['peak'] / 2**30:8.2f}")
+    return row
+
+
+def compare(args):
+    folder = build_weights(args.size, Path(args.cache))
+    runs = {"minicraft": [], "transformers": []}
+    for i in range(args.repeats):                       # alternate, so drift hits both alike
+        for impl in runs:
+            runs[impl].append(worker(impl, folder, args))
+            print(f"run {i + 1}/{args.repeats} {impl}: {runs[impl][-1]['step_ms']:.1f} ms/step", file=sys.stderr)
+    print(f"\nmusicgen-{args.size} (random weights), {args.dtype}, {args.seconds:g} s, CFG 3, top-k 250, "
+          f"{args.threads} threads, {args.repeats} runs each")
+    print(f"{'':13s} {'ms/step':>8s} {'min':>7s} {'max':>7s} {'T5 ms':>8s} {'EnCodec ms':>9s} "
+          f"{'total s':>8s} {'peak GiB':>8s}")
+    rows = {impl: summary(impl, r) for impl, r in runs.items()}
+    m, t = rows["minicraft"], rows["transformers"]
+    print(f"\nminicraft / transformers: step time {m['step_median'] / t['step_median']:.2f}x "
+          f"({t['step_median'] / m['step_median']:.2f}x faster), peak memory {m['peak'] / t['peak']:.2f}x")
+    same = all(a["tokens"] == b["tokens"] for a, b in zip(runs["minicraft"], runs["transformers"]))
+    print(f"sampled tokens identical (same seed): {same}")
+
+
+def tiny(args):
+    from minicraft import MusicGen
+    torch.set_num_threads(args.threads)
+    model = MusicGen.get_pretrained("tiny", device="cpu")
+    model.set_generation_params(duration=args.seconds)
+    model.generate(["warm-up"])
+    times = []
+    for i in range(args.repeats):
+        torch.manual_seed(i)
+        t = time.perf_counter()
+        model.generate(["a fast high chiptune melody in major"] * args.batch)
+        times.append(time.perf_counter() - t)
+    audio = args.seconds * args.batch
+    best, median = min(times), statistics.median(times)
+    print(f"tiny model, {args.batch} x {args.seconds:g} s of audio, CFG 3, {args.threads} threads, "
+          f"{args.repeats} runs: median {median:.3f} s ({audio / median:.1f}x real time), "
+          f"best {best:.3f} s ({audio / best:.1f}x real time)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compare", help="minicraft vs transformers on the same official-format weights")
+    c.add_argument("--size", default="small", choices=["small", "medium"])
+    c.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
+    c.add_argument("--repeats", type=int, default=3)
+    t = sub.add_parser("tiny", help="real-time factor of the shipped tiny model")
+    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--repeats", type=int, default=5)
+    w = sub.add_parser("worker")
+    w.add_argument("impl", choices=["minicraft", "transformers"])
+    w.add_argument("folder")
+    for q in (c, t, w):
+        q.add_argument("--seconds", type=float, default=5.0 if q is not t else 2.0)
+        q.add_argument("--threads", type=int, default=2)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    args = p.parse_args()
+    if args.command == "worker":
+        torch.set_num_threads(args.threads)
+        run = run_minicraft if args.impl == "minicraft" else run_transformers
+        print(json.dumps(run(args.folder, args.seconds, args.seed, args.dtype)))
+    elif args.command == "compare":
+        compare(args)
+    else:
+        tiny(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,13 +40,18 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: str | Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file as views into a memory map of it.
 
     The format is an 8-byte little-endian header length, a JSON header
     ``{name: {dtype, shape, data_offsets: [begin, end]}}`` and the raw bytes.
     Mapping the file privately means pages are read from disk when touched and
     nothing is copied unless the model writes to a weight.
+
+    With a ``dtype`` other than the file's, tensors are instead read one at a
+    time and floating ones converted: a mapped float32 file would stay resident while its bfloat16
+    copy is made, so peak memory would be both; this way it is the converted
+    model plus one tensor.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -60,6 +65,9 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e}).") from None
     header.pop("__metadata__", None)
     data_start = 8 + header_len
+    stored = {_SAFETENSORS_DTYPES.get(info["dtype"]) for info in header.values()}
+    if dtype is not None and any(d is not None and d.is_floating_point and d != dtype for d in stored):
+        return _read_converted(path, header, data_start, size, dtype)
     # One private (copy-on-write) memory map of the whole file, viewed as bytes.
     storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
     file_bytes = torch.empty(0, dtype=torch.uint8).set_(storage)
@@ -75,6 +83,23 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         if (data_start + begin) % dtype.itemsize:  # unaligned: the only case that copies
             raw = raw.clone()
         tensors[name] = raw.view(dtype).reshape(info["shape"])
+    return tensors
+
+
+def _read_converted(path: Path, header: dict, data_start: int, size: int, dtype: torch.dtype):
+    tensors = {}
+    with open(path, "rb") as f:
+        for name, info in header.items():
+            begin, end = info["data_offsets"]
+            stored = _SAFETENSORS_DTYPES.get(info["dtype"])
+            if stored is None:
+                raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}.")
+            if data_start + end > size:
+                raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end).")
+            tensor = torch.empty(info["shape"], dtype=stored)
+            f.seek(data_start + begin)
+            f.readinto(tensor.reshape(-1).view(torch.uint8).numpy())    # straight into the tensor's memory
+            tensors[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return tensors
 
 
@@ -101,8 +126,11 @@ def read_torch_file(path: str | Path) -> dict:
                               f"({type(e).__name__}: {detail}). Delete it and download it again.") from None
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of one weights file: ``.safetensors``, a sharded index, or a torch file."""
+def read_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of one weights file: ``.safetensors``, a sharded index, or a torch file.
+
+    ``dtype`` converts safetensors' floating tensors while reading (see :func:`read_safetensors`).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file.")
@@ -113,13 +141,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path}: not a valid safetensors index ({e}).") from None
         tensors = {}
         for shard in sorted(set(weight_map.values())):
-            tensors.update(read_safetensors(path.parent / shard))
+            tensors.update(read_safetensors(path.parent / shard, dtype))
         missing = sorted(set(weight_map) - set(tensors))
         if missing:
             raise CheckpointError(f"{path}: shards lack tensors listed in the index, e.g. {missing[:3]}.")
         return tensors
     if path.suffix == ".safetensors":
-        return read_safetensors(path)
+        return read_safetensors(path, dtype)
     data = read_torch_file(path)
     if isinstance(data, dict) and "best_state" in data:
         data = data["best_state"]
@@ -209,7 +237,8 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 prefix = key[:-len(g_name)]                  # "" or "module.path."
                 v = state[prefix + v_name]
                 dims = tuple(range(1, v.dim()))
-                out[prefix + "weight"] = v * (tensor / v.norm(dim=dims, keepdim=True))
+                v32, g32 = v.float(), tensor.float()             # the norm in float32 whatever the dtype
+                out[prefix + "weight"] = (v32 * (g32 / v32.norm(dim=dims, keepdim=True))).to(v.dtype)
                 break
             if key == v_name or key.endswith("." + v_name):
                 break  # folded together with its g

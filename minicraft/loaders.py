@@ -139,7 +139,7 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
                               "expected a MusicGen checkpoint ('musicgen').")
     index = folder / "model.safetensors.index.json"
     weights = index if index.is_file() else folder / "model.safetensors"
-    state = read_state_dict(weights)
+    state = read_state_dict(weights, dtype)
 
     lm_cfg = LMConfig.from_hf(config["decoder"])
     decoder_keys = {k for k in state if k.startswith("decoder.")}

@@ -39,8 +39,15 @@ def test_decoding_steps_equal_transformers(small):
     torch.testing.assert_close(torch.cat(steps, dim=2), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_loading_holds_one_copy_of_the_weights(small):
-    """Peak memory of a fresh process that loads the model and runs it once."""
+@pytest.mark.parametrize("dtype, bound", [("float32", 1.5), ("bfloat16", 0.85)])
+def test_loading_holds_one_copy_of_the_weights(small, dtype, bound):
+    """Peak memory of a fresh process that loads the model and runs it once.
+
+    In bfloat16 the weights take half the float32 file. Measured here: 0.76x the
+    file (the bfloat16 model plus the q/k/v tensors while they are packed), down
+    from the file plus its copy when the mapped file stayed resident; the speed
+    issue's target (1.2x the final model, 0.6x the file) is not met yet.
+    """
     _, folder = small
     weights = (folder / "model.safetensors").stat().st_size
     script = textwrap.dedent(f"""
@@ -51,11 +58,11 @@ def test_loading_holds_one_copy_of_the_weights(small):
         from minicraft import MusicGen
         from minicraft.loaders import load_components
         before = peak()
-        parts = load_components({str(folder)!r})
+        parts = load_components({str(folder)!r}, dtype=torch.{dtype})
         after_load = peak()
         with torch.inference_mode():     # touch every weight once
             cond, _ = parts.conditioner(["dog barking"])
-            parts.lm(torch.full((1, 4, 1), 2048), cond)
+            parts.lm(torch.full((1, 4, 1), 2048), cond.to(torch.{dtype}))
             parts.codec.decode(torch.zeros(1, 4, 2, dtype=torch.long))
         after_run = peak()
         print(json.dumps(dict(before=before, after_load=after_load, after_run=after_run)))
@@ -63,6 +70,6 @@ def test_loading_holds_one_copy_of_the_weights(small):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     rss = json.loads(out.stdout.strip().splitlines()[-1])
     used = rss["after_run"] - rss["before"]
-    print(f"weights {weights / 2**30:.2f} GiB; load + one pass added {used / 2**30:.2f} GiB "
+    print(f"{dtype}: weights {weights / 2**30:.2f} GiB; load + one pass added {used / 2**30:.2f} GiB "
           f"({used / weights:.2f}x); load alone {(rss['after_load'] - rss['before']) / 2**30:.2f} GiB")
-    assert used < 1.5 * weights
+    assert used < bound * weights

@@ -49,11 +49,28 @@ def read_safetensors(path: str | Path, dtype: torch.dtype | None = None) -> dict
     nothing is copied unless the model writes to a weight.
 
     With a ``dtype`` other than the file's, tensors are instead read one at a
-    time and floating ones converted: a mapped float32 file would stay resident while its bfloat16
-    copy is made, so peak memory would be both; this way it is the converted
-    model plus one tensor.
+    time and floating ones converted: a mapped float32 file would stay
+    resident while its bfloat16 copy is made, so the peak would hold both;
+    this way it holds the converted model plus one tensor.
     """
     path = Path(path)
+    layout = tensor_layout(path)
+    if dtype is not None and any(t.is_floating_point and t != dtype for _, t, _, _, _ in layout):
+        return read_converted(path, layout, dtype)
+    # One private (copy-on-write) memory map of the whole file, viewed as bytes.
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=path.stat().st_size)
+    file_bytes = torch.empty(0, dtype=torch.uint8).set_(storage)
+    tensors = {}
+    for name, stored, shape, begin, end in layout:
+        raw = file_bytes[begin:end]
+        if begin % stored.itemsize:  # unaligned: the only case that copies
+            raw = raw.clone()
+        tensors[name] = raw.view(stored).reshape(shape)
+    return tensors
+
+
+def tensor_layout(path: Path) -> list[tuple[str, torch.dtype, list[int], int, int]]:
+    """(name, dtype, shape, first byte, end byte) of each tensor, checked against the file's size."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
@@ -65,41 +82,33 @@ def read_safetensors(path: str | Path, dtype: torch.dtype | None = None) -> dict
         raise CheckpointError(f"{path}: not a valid safetensors file ({e}).") from None
     header.pop("__metadata__", None)
     data_start = 8 + header_len
-    stored = {_SAFETENSORS_DTYPES.get(info["dtype"]) for info in header.values()}
-    if dtype is not None and any(d is not None and d.is_floating_point and d != dtype for d in stored):
-        return _read_converted(path, header, data_start, size, dtype)
-    # One private (copy-on-write) memory map of the whole file, viewed as bytes.
-    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
-    file_bytes = torch.empty(0, dtype=torch.uint8).set_(storage)
-    tensors = {}
+    layout = []
     for name, info in header.items():
-        begin, end = info["data_offsets"]
-        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
-        if dtype is None:
+        stored = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if stored is None:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}.")
-        if data_start + end > size:
+        begin, end = (data_start + offset for offset in info["data_offsets"])
+        if end > size:
             raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end).")
-        raw = file_bytes[data_start + begin:data_start + end]
-        if (data_start + begin) % dtype.itemsize:  # unaligned: the only case that copies
-            raw = raw.clone()
-        tensors[name] = raw.view(dtype).reshape(info["shape"])
-    return tensors
+        layout.append((name, stored, info["shape"], begin, end))
+    return layout
 
 
-def _read_converted(path: Path, header: dict, data_start: int, size: int, dtype: torch.dtype):
+def read_converted(path: Path, layout: list, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Read each tensor into one reused buffer, then convert (floating) or copy it out.
+
+    Reusing the buffer matters: a fresh float32 temporary per tensor leaves the
+    allocator holding freed blocks, and the peak would drift upwards.
+    """
+    scratch = torch.empty(max((end - begin for *_, begin, end in layout), default=0), dtype=torch.uint8)
     tensors = {}
     with open(path, "rb") as f:
-        for name, info in header.items():
-            begin, end = info["data_offsets"]
-            stored = _SAFETENSORS_DTYPES.get(info["dtype"])
-            if stored is None:
-                raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}.")
-            if data_start + end > size:
-                raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end).")
-            tensor = torch.empty(info["shape"], dtype=stored)
-            f.seek(data_start + begin)
-            f.readinto(tensor.reshape(-1).view(torch.uint8).numpy())    # straight into the tensor's memory
-            tensors[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        for name, stored, shape, begin, end in layout:
+            raw = scratch[:end - begin]
+            f.seek(begin)
+            f.readinto(raw.numpy())                                  # straight into the buffer's memory
+            tensor = raw.view(stored).reshape(shape)
+            tensors[name] = tensor.to(dtype) if tensor.is_floating_point() and stored != dtype else tensor.clone()
     return tensors
 
 

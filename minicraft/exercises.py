@@ -62,9 +62,8 @@ def _expect(got, expected, case: str) -> None:
 
 def _near(got, expected, case: str) -> None:
     """Numbers or tensors equal within float tolerance."""
-    got, expected = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
-    assert got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-6), \
-        f"{case}: expected {expected.tolist()}, got {got.tolist()}."
+    got, expected = torch.as_tensor(got), torch.as_tensor(expected)
+    assert _close(got, expected, case), f"{case}: expected {expected.tolist()}, got {got.tolist()}."
 
 
 # --- 00 tour ---

@@ -89,7 +89,6 @@ class CodecTrainConfig:
     batch: int = 8
     crop_seconds: float = 1.0
     lr: float = 5e-4
-    betas: tuple[float, float] = (0.5, 0.9)
     clips: int = 2000
     seed: int = 0
     n_filters: int = 16
@@ -206,7 +205,7 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
     codec = Encodec(cfg.codec())                     # codebooks get k-means on the first batch
     quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
     optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
-                                 lr=cfg.lr, betas=cfg.betas)
+                                 lr=cfg.lr, betas=(0.5, 0.9))
     saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer)
     step = resume(out / "checkpoint.pt", **saved)
     _, audio = toy_audio(cfg.clips, cfg.seed)

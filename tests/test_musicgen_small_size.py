@@ -43,7 +43,7 @@ def test_decoding_steps_equal_transformers(small):
 def test_loading_holds_one_copy_of_the_weights(small, dtype, bound):
     """Peak memory of a fresh process that loads the model and runs it once.
 
-    In bfloat16 the weights take half the float32 file. Measured here: 0.76x the
+    In bfloat16 the weights take half the float32 file. Measured here: 0.71x the
     file (the bfloat16 model plus the q/k/v tensors while they are packed), down
     from the file plus its copy when the mapped file stayed resident; the speed
     issue's target (1.2x the final model, 0.6x the file) is not met yet.

@@ -8,9 +8,10 @@ import time
 class ProgressBar:
     """A one-line bar on stderr, drawn only once a second has passed."""
 
-    def __init__(self, stream=sys.stderr, first: int = 0):
+    def __init__(self, stream=sys.stderr, first: int = 0, unit: str = "steps"):
         self.stream, self.start, self.drawn = stream, time.monotonic(), False
         self.first = first          # steps already done before this run (a resumed training)
+        self.unit = unit
 
     def __call__(self, done: int, total: int, note: str = ""):
         elapsed = time.monotonic() - self.start
@@ -19,9 +20,9 @@ class ProgressBar:
         self.drawn = True
         width = 30
         filled = int(width * done / max(total, 1))
-        eta = elapsed / max(done - self.first, 1) * (total - done)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps, "
-                          f"{elapsed:.1f} s, ETA {eta:.0f} s {note}")
+        eta = f"{elapsed / (done - self.first) * (total - done):.0f} s" if done > self.first else "?"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {self.unit}, "
+                          f"{elapsed:.1f} s, ETA {eta} {note}")
         self.stream.flush()
 
     def close(self):

@@ -2,6 +2,8 @@
 
     python benchmarks/generate.py tiny                      # real-time factor of the shipped tiny model
     python benchmarks/generate.py compare --size small      # minicraft vs transformers, same weights
+    python benchmarks/generate.py compare --dtype bfloat16 --quantize int8    # minicraft's int8 path
+    python benchmarks/generate.py precision                 # bfloat16 / int8 error against float32
 
 `compare` builds random weights at the facebook/musicgen-{small,medium}
 architecture with transformers' own MusicGen class and saves them once in the
@@ -47,10 +49,10 @@ def step_ms(stamps: list[float]) -> float:
 
 # ---------------------------------------------------------------------------------------------- workers
 
-def run_minicraft(folder: str, seconds: float, seed: int, dtype: str) -> dict:
+def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None) -> dict:
     from minicraft import MusicGen
     t = time.perf_counter()
-    model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype))
+    model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype), quantize=quantize)
     load = time.perf_counter() - t
     model.set_generation_params(duration=seconds, cfg_coef=3.0, top_k=250)
     t = time.perf_counter()
@@ -68,7 +70,7 @@ def run_minicraft(folder: str, seconds: float, seed: int, dtype: str) -> dict:
                 encodec_s=end - decode_start, total_s=end - t, peak_rss=peak_rss(), tokens=tokens.tolist())
 
 
-def run_transformers(folder: str, seconds: float, seed: int, dtype: str) -> dict:
+def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None) -> dict:
     import transformers
     from minicraft.tokenizer import T5Tokenizer
     from transformers import LogitsProcessor, LogitsProcessorList
@@ -116,6 +118,8 @@ def run_transformers(folder: str, seconds: float, seed: int, dtype: str) -> dict
 def worker(impl: str, folder: Path, args) -> dict:
     cmd = [sys.executable, __file__, "worker", impl, str(folder), "--seconds", str(args.seconds),
            "--seed", str(args.seed), "--dtype", args.dtype, "--threads", str(args.threads)]
+    if impl == "minicraft" and args.quantize:
+        cmd += ["--quantize", args.quantize]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{impl} worker failed:\n{out.stderr[-3000:]}")
@@ -150,7 +154,8 @@ def compare(args):
         for impl in runs:
             runs[impl].append(worker(impl, folder, args))
             print(f"run {i + 1}/{args.repeats} {impl}: {runs[impl][-1]['step_ms']:.1f} ms/step", file=sys.stderr)
-    print(f"\nmusicgen-{args.size} (random weights), {args.dtype}, {args.seconds:g} s, CFG 3, top-k 250, "
+    quantized = f", minicraft with {args.quantize} weights" if args.quantize else ""
+    print(f"\nmusicgen-{args.size} (random weights), {args.dtype}{quantized}, {args.seconds:g} s, CFG 3, top-k 250, "
           f"{args.threads} threads, {args.repeats} runs each")
     print(f"{'':13s} {'ms/step':>8s} {'min':>7s} {'max':>7s} {'T5 ms':>8s} {'EnCodec ms':>9s} "
           f"{'total s':>8s} {'peak GiB':>8s}")
@@ -181,6 +186,28 @@ def tiny(args):
           f"best {best:.3f} s ({audio / best:.1f}x real time)")
 
 
+def precision(args):
+    """Each reduced-precision variant against float32, on the tiny model and on musicgen-small's architecture."""
+    from minicraft import MusicGen
+    from minicraft.precision import compare as measure
+    torch.set_num_threads(args.threads)
+    prompts = ["a fast high chiptune melody in major", "the sound of rain", "a slow low flute melody in minor",
+               "ticking clock"]
+    variants = {"bfloat16": dict(dtype="bfloat16"), "int8 (float32 activations)": dict(quantize="int8"),
+                "int8 + bfloat16": dict(dtype="bfloat16", quantize="int8")}
+    names = {"tiny": "tiny", f"musicgen-{args.size} (random weights)": str(build_weights(args.size, Path(args.cache)))}
+    print(f"{args.steps} greedy steps, CFG 3, {len(prompts)} prompts; logit differences in units of the float32 "
+          "logits' standard deviation\n")
+    print("| model | variant | max logit diff | mean logit diff | same argmax (teacher forced) | "
+          "same greedy tokens |\n|---|---|---|---|---|---|")
+    for title, name in names.items():
+        reference = MusicGen.get_pretrained(name, device="cpu")
+        for variant, kwargs in variants.items():
+            r = measure(reference, MusicGen.get_pretrained(name, device="cpu", **kwargs), prompts, args.steps)
+            print(f"| {title} | {variant} | {r.max_logit_diff:.3f} | {r.mean_logit_diff:.4f} | "
+                  f"{100 * r.teacher_forced_agreement:.1f} % | {100 * r.greedy_agreement:.1f} % |", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,12 +215,19 @@ def main():
     c.add_argument("--size", default="small", choices=["small", "medium"])
     c.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
     c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--quantize", default=None, choices=["int8"], help="minicraft's int8 weights")
+    e = sub.add_parser("precision", help="bfloat16 and int8 against float32: logits and greedy tokens")
+    e.add_argument("--size", default="small", choices=["small", "medium"])
+    e.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
+    e.add_argument("--steps", type=int, default=100)
+    e.add_argument("--threads", type=int, default=2)
     t = sub.add_parser("tiny", help="real-time factor of the shipped tiny model")
     t.add_argument("--batch", type=int, default=1)
     t.add_argument("--repeats", type=int, default=5)
     w = sub.add_parser("worker")
     w.add_argument("impl", choices=["minicraft", "transformers"])
     w.add_argument("folder")
+    w.add_argument("--quantize", default=None, choices=["int8"])
     for q in (c, t, w):
         q.add_argument("--seconds", type=float, default=5.0 if q is not t else 2.0)
         q.add_argument("--threads", type=int, default=2)
@@ -203,9 +237,11 @@ def main():
     if args.command == "worker":
         torch.set_num_threads(args.threads)
         run = run_minicraft if args.impl == "minicraft" else run_transformers
-        print(json.dumps(run(args.folder, args.seconds, args.seed, args.dtype)))
+        print(json.dumps(run(args.folder, args.seconds, args.seed, args.dtype, args.quantize)))
     elif args.command == "compare":
         compare(args)
+    elif args.command == "precision":
+        precision(args)
     else:
         tiny(args)
 

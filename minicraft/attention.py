@@ -114,6 +114,7 @@ class MultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)     # as torch.nn.MultiheadAttention; loading overwrites it
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.in_proj_int8 = None  # set by minicraft.quantize: the same projections in int8
         self.fast = True  # use the fused kernel; False = the plain formula
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,6 +123,8 @@ class MultiheadAttention(nn.Module):
 
     def project(self, x: torch.Tensor, which: slice) -> torch.Tensor:
         """Apply some of the packed projections: [B, T, D] -> [B, T, n·D]."""
+        if self.in_proj_int8 is not None:
+            return self.in_proj_int8(x, which)
         bias = None if self.in_proj_bias is None else self.in_proj_bias[which]
         return F.linear(x, self.in_proj_weight[which], bias)
 

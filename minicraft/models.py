@@ -21,6 +21,7 @@ from . import audio
 from .devices import pick_device, pick_dtype
 from .generation import generate_codes
 from .loaders import Components, load_components
+from .quantize import quantize_lm_int8
 
 
 class GenModel:
@@ -45,17 +46,24 @@ class GenModel:
 
     @classmethod
     def get_pretrained(cls, name: str | None = None, device: str | torch.device | None = None,
-                       dtype: str | torch.dtype | None = None, t5: str | None = None):
+                       dtype: str | torch.dtype | None = None, t5: str | None = None,
+                       quantize: str | None = None):
         """A model by short name, Hub id, or local folder in either official format.
 
         ``device``: "cuda", "mps" or "cpu" (default: the best available).
         ``dtype``: float32 (default), float16 or bfloat16 where the device supports it.
+        ``quantize``: "int8" stores the LM's linear weights as int8 (see
+        :mod:`minicraft.quantize`); activations stay in ``dtype``.
         ``t5``: a folder with the T5 encoder, for audiocraft-format folders
         whose T5 is not in the Hugging Face cache.
         """
         device = pick_device(device)
         dtype = pick_dtype(dtype, device)
+        if quantize not in (None, "int8"):
+            raise ValueError(f"unknown quantize={quantize!r}; use 'int8' or None.")
         parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype)
+        if quantize == "int8":
+            quantize_lm_int8(parts.lm)
         for module in (parts.lm, parts.conditioner, parts.codec):
             module.to(device).eval()
         return cls(parts, device)

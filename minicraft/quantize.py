@@ -1,0 +1,91 @@
+"""Int8 weight-only quantization of the LM's linear layers.
+
+A decoding step multiplies one or two rows of activations by every weight of
+the LM, so its time is mostly the time to *read* the weights: 4 bytes each in
+float32, 2 in bfloat16, 1 in int8. Weight-only int8 keeps activations in
+floating point and stores each weight row ``o`` as small integers and one
+scale (symmetric, per output channel)::
+
+    w[o, i] ≈ scale[o] · q[o, i],   q in [-127, 127],   scale[o] = max_i |w[o, i]| / 127
+
+The rounding error is at most ``scale / 2`` per weight; the benchmark reports
+what it does to the logits and the tokens. Only the LM is quantized: T5 runs
+once per prompt and the codec once per clip, neither is on the per-step path.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[out, in] float -> (q [out, in] int8, scale [out] float32)."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """A linear layer with int8 weights; ``forward(x, rows)`` may use a slice of its outputs.
+
+    ``fast`` uses PyTorch's fused CPU kernel (``torch._weight_int8pack_mm``),
+    which reads the int8 weights directly; the plain path dequantizes
+    (``q · scale``) and calls an ordinary matmul, which any device can run.
+    """
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("weight", q)                                  # [out, in] int8
+        self.register_buffer("scale", scale.to(dtype))                     # [out]
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype))
+        self.fast = True
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
+        q, scale = quantize_rows(weight)
+        return cls(q.to(weight.device), scale.to(weight.device), bias, weight.dtype)
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    def forward(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """x [..., in] -> [..., out] (or the ``rows`` slice of the outputs)."""
+        q, scale = self.weight[rows], self.scale[rows]
+        bias = None if self.bias is None else self.bias[rows]
+        if self.fast and fused_kernel_applies(x, q):
+            y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale.to(x.dtype))
+            y = y.view(*x.shape[:-1], q.shape[0])
+            return y if bias is None else y + bias.to(x.dtype)
+        return F.linear(x, q.to(x.dtype) * scale.to(x.dtype)[:, None], None if bias is None else bias.to(x.dtype))
+
+
+def fused_kernel_applies(x: torch.Tensor, q: torch.Tensor) -> bool:
+    """The fused kernel exists on CPU for float activations; it wants contiguous inputs."""
+    return (x.device.type == "cpu" and hasattr(torch, "_weight_int8pack_mm")
+            and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and q.is_contiguous() and x.is_contiguous())
+
+
+@torch.no_grad()
+def quantize_lm_int8(lm: nn.Module) -> nn.Module:
+    """Replace, in place, every per-step linear layer of an LM by an :class:`Int8Linear`.
+
+    That is the attention projections (the packed ``in_proj_weight`` too),
+    the feed-forward layers and the K output heads; embeddings, norms and
+    the text projection stay as they are.
+    """
+    from .attention import MultiheadAttention
+    for module in list(lm.modules()):
+        if isinstance(module, MultiheadAttention):
+            module.in_proj_int8 = Int8Linear.from_weight(module.in_proj_weight, module.in_proj_bias)
+            for name in ("in_proj_weight", "in_proj_bias"):       # free the float copies
+                delattr(module, name)
+                setattr(module, name, None)
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, Int8Linear.from_weight(child.weight, child.bias))
+    return lm
+

@@ -1,7 +1,8 @@
-"""The ``minicraft`` command: generate, continue, download, info.
+"""The ``minicraft`` command: generate, continue, explore, download, info.
 
 Every user mistake ends in one line on stderr that says what to do, and exit
-code 2; nothing is written unless the whole generation succeeded.
+code 2; ``generate`` and ``continue`` write nothing unless the whole generation
+succeeded, and ``explore`` keeps every finished sample, so that it can resume.
 """
 from __future__ import annotations
 
@@ -20,11 +21,30 @@ examples:
   minicraft continue intro.wav "add drums" --duration 12 --out longer.wav
   minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
   minicraft info small
+  minicraft explore "the sound of rain" --temperature 0.5 1 --cfg 1 3 --out grid/   # measured, in grid/report.html
+  minicraft explore --help          # the parameter explorer: grids, specs, resuming
 
 Sampling, in one breath: temperature scales the randomness (0 = always the most
 likely token); top-k keeps the k most likely tokens; top-p keeps the smallest set
 whose probability reaches p (and wins over top-k); cfg is classifier-free
 guidance, how strongly the text steers (1 = off, 3 = default).
+"""
+
+
+EXPLORE_EXAMPLES = """\
+examples:
+  minicraft explore "the sound of rain" "a fast high chiptune melody" --temperature 0.5 1 1.5 --cfg 1 3
+  minicraft explore --spec grid.yaml --out grid/      # run it again to resume; then open grid/report.html
+
+A spec file (YAML or JSON) holds the same fields, and groups prompts by content type:
+  prompts: {music: ["a fast high chiptune melody"], effects: ["the sound of rain"]}
+  temperature: [0.5, 1.0]
+  top_k: [50, 250]
+  cfg_coef: [1, 3]
+  seeds: [0, 1]
+  duration: 1
+  objective: adherence       # a measure to maximise; -repetition to minimise repetition
+Flags override the spec's fields.
 """
 
 
@@ -96,6 +116,9 @@ def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
     p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable output")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, or float16 on GPUs")
+    p.add_argument("--quantize", default=None, choices=["int8"],
+                   help="int8: the LM's weights in 8 bits (4x smaller than float32; fastest on CPU with "
+                        "--dtype bfloat16)")
     p.add_argument("--out", default=None, help="output folder, or a .wav/.flac file for one prompt")
     p.add_argument("--format", default="wav", choices=["wav", "flac"], help="file format in a folder")
     p.add_argument("--normalize", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],
@@ -116,6 +139,24 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="the audio file to continue (WAV/FLAC/OGG)")
     c.add_argument("prompts", nargs="*", help="a description (optional)")
     add_sampling_options(c, "tiny")
+    e = sub.add_parser("explore", help="a grid of sampling settings -> measured samples and an HTML report",
+                       epilog=EXPLORE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("prompts", nargs="*", help="prompts (one group); or give them in --spec")
+    e.add_argument("--spec", help="a YAML or JSON file with the grid (see below)")
+    e.add_argument("--model", help="tiny (default), small, medium, large, audiogen-medium, a Hub id or a folder")
+    e.add_argument("--temperature", type=float, nargs="+", help="values to try (default 1)")
+    e.add_argument("--top-k", type=int, nargs="+", help="values to try (default 250)")
+    e.add_argument("--top-p", type=float, nargs="+", help="values to try (default 0 = off)")
+    e.add_argument("--cfg", type=float, nargs="+", dest="cfg_coef", help="guidance values to try (default 3)")
+    e.add_argument("--seeds", type=int, nargs="+", help="one sample per seed for every setting (default 0)")
+    e.add_argument("--duration", type=float, help="seconds per sample (default 1)")
+    e.add_argument("--batch-size", type=int, help="prompts generated together (default 8)")
+    e.add_argument("--objective", help="the measure the best settings maximise; -name to minimise "
+                   "(default: adherence with the tiny model, else -repetition)")
+    e.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    e.add_argument("--dtype", help="float32 (default), bfloat16, or float16 on GPUs")
+    e.add_argument("--out", default="explore", help="the run folder; the same folder again resumes (default: explore)")
+    e.add_argument("--max-samples", type=int, help="stop after this many new samples; run again to continue")
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
     d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
     i = sub.add_parser("info", help="what a model is: files, sizes, sample rate, memory")
@@ -125,7 +166,8 @@ def parser() -> argparse.ArgumentParser:
 
 def load_model(args):
     cls = model_class(args.model)
-    model = cls.get_pretrained(short_name(args.model), device=args.device, dtype=args.dtype)
+    model = cls.get_pretrained(short_name(args.model), device=args.device, dtype=args.dtype,
+                               quantize=args.quantize)
     params = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_coef=args.cfg,
                   use_sampling=args.temperature > 0)
     if args.duration is not None:
@@ -161,6 +203,24 @@ def run_generation(args, prompts: list[str], prompt_audio=None) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from .explore import explore, spec_from
+    from .report import best_settings
+    fields = ("model", "temperature", "top_k", "top_p", "cfg_coef", "seeds", "duration", "batch_size",
+              "objective", "device", "dtype")
+    spec = spec_from(args.spec, prompts=args.prompts or None, **{k: getattr(args, k) for k in fields})
+    try:
+        rows = explore(spec, args.out, max_samples=args.max_samples)
+    except KeyboardInterrupt:
+        print(f"minicraft: interrupted; the finished samples are kept in {args.out}: run the same command "
+              "again to continue.", file=sys.stderr)
+        return 130
+    for best in best_settings(spec, rows):
+        print(best.sentence())
+    print(f"wrote {Path(args.out) / 'report.html'} ({len(rows)} of {len(spec.points())} samples)")
+    return 0
+
+
 def cmd_download(args) -> int:
     from .loaders import fetch_model
     cls = model_class(args.name)
@@ -189,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "continue":
             from . import audio
             return run_generation(args, args.prompts, audio.read(args.input))
+        if args.command == "explore":
+            return cmd_explore(args)
         if args.command == "download":
             return cmd_download(args)
         return cmd_info(args)

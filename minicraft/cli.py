@@ -18,6 +18,7 @@ examples:
   minicraft generate "a fast high chiptune melody"           # the tiny model, offline, seconds
   minicraft generate "lo-fi beat with mellow piano" --model small --duration 8
   minicraft generate "dog barking" "rain on a tin roof" --model audiogen-medium --out sounds/
+  minicraft generate "calm ambient pads" --model small --dtype bfloat16 --quantize int8   # fastest on a CPU
   minicraft continue intro.wav "add drums" --duration 12 --out longer.wav
   minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
   minicraft info small

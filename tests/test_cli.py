@@ -62,6 +62,15 @@ def test_seed_makes_files_identical(cache, tmp_path):
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
 
 
+def test_int8_with_the_tiny_model(tmp_path):
+    result = run("generate", "the sound of rain", "--dtype", "bfloat16", "--quantize", "int8", "--duration", "0.5",
+                 "--seed", "1", "--out", str(tmp_path / "rain.wav"))
+    assert result.returncode == 0, result.stderr
+    assert sf.info(str(tmp_path / "rain.wav")).frames == 8000
+    result = run("generate", "rain", "--quantize", "int4", "--out", str(tmp_path / "x.wav"))
+    assert result.returncode == 2 and "int8" in result.stderr and not (tmp_path / "x.wav").exists()
+
+
 def test_existing_file_needs_force(cache, tmp_path):
     target = tmp_path / "x.wav"
     target.write_bytes(b"keep me")

@@ -73,25 +73,41 @@ def test_tour_runs_in_jupyterlab(lab, tmp_path):
             cell["outputs"], cell["execution_count"] = [], None
     notebook.write_text(json.dumps(fresh))
     saved_before = notebook.stat().st_mtime
+
+    def kernel_states() -> list[str]:        # the server's view: one session for the notebook once it opens
+        sessions = json.load(urllib.request.urlopen(f"{url}/api/sessions", timeout=5))
+        return [s["kernel"]["execution_state"] for s in sessions if s["path"].endswith(notebook.name)]
+
+    def wait_until(condition, seconds: float, what: str):
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
+            time.sleep(0.5)
+
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/lab/tree/{notebook.name}")
-        indicator = ".jp-Notebook-ExecutionIndicator[data-status='{}']"
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_selector(indicator.format("idle"), state="attached", timeout=60_000)
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
-        page.wait_for_selector(indicator.format("busy"), state="attached", timeout=30_000)
-        page.wait_for_selector(indicator.format("idle"), state="attached", timeout=180_000)
-        page.get_by_role("menuitem", name="File", exact=True).click()
-        page.get_by_text("Save Notebook", exact=True).first.click()
-        for _ in range(60):
-            if notebook.stat().st_mtime != saved_before:
-                break
-            time.sleep(0.5)
-        page.screenshot(path=str(tmp_path / "jupyterlab.png"))
-        browser.close()
+        try:
+            page.goto(f"{url}/lab/tree/{notebook.name}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            wait_until(lambda: kernel_states() == ["idle"], 120, "the kernel to start")
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            states = []
+
+            def finished() -> bool:                            # busy once, then idle for 5 checks in a row
+                states.append(kernel_states())
+                return ["busy"] in states and all(s == ["idle"] for s in states[-5:])
+
+            wait_until(lambda: kernel_states() == ["busy"], 60, "Run All to start the kernel")
+            wait_until(finished, 300, "Run All to finish")
+            page.get_by_role("menuitem", name="File", exact=True).click()
+            page.get_by_text("Save Notebook", exact=True).first.click()
+            wait_until(lambda: notebook.stat().st_mtime != saved_before, 30, "the notebook to be saved")
+        finally:
+            page.screenshot(path=str(tmp_path / "jupyterlab.png"))
+            browser.close()
     assert notebook.stat().st_mtime != saved_before, "JupyterLab did not save the notebook"
     cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in cells), "some cells did not run"

@@ -158,11 +158,16 @@ def hf_names(cfg: LMConfig, prefix: str = "decoder.") -> tuple[dict[str, str], d
     return single, packed
 
 
-def lm_state_from_hf(state: dict[str, torch.Tensor], cfg: LMConfig,
-                     prefix: str = "decoder.") -> dict[str, torch.Tensor]:
-    """Rename a transformers MusicGen decoder's tensors to minicraft/audiocraft names."""
+def lm_state_from_hf(state: dict[str, torch.Tensor], cfg: LMConfig, prefix: str = "decoder.",
+                     consume: bool = False) -> dict[str, torch.Tensor]:
+    """Rename a transformers MusicGen decoder's tensors to minicraft/audiocraft names.
+
+    ``consume`` removes q, k and v from ``state`` as each layer's are packed,
+    so that loading never holds all the separate and all the packed copies.
+    """
     single, packed = hf_names(cfg, prefix)
     out = {ours: state[theirs] for ours, theirs in single.items() if theirs in state}
-    out.update({ours: torch.cat([state[t] for t in theirs])
-                for ours, theirs in packed.items() if all(t in state for t in theirs)})
+    for ours, theirs in packed.items():
+        if all(t in state for t in theirs):
+            out[ours] = torch.cat([state.pop(t) if consume else state[t] for t in theirs])
     return out

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from . import hub
-from .checkpoints import CheckpointError, load_into, read_audiocraft, read_json, read_state_dict
+from .checkpoints import (CheckpointError, load_into, read_audiocraft, read_json, read_state_dict,
+                          release_file_pages)
 from .codec import Encodec, load_encodec_audiocraft, load_encodec_hf
 from .conditioning import TextConditioner
 from .lm import LM, LMConfig, hf_names, lm_state_from_hf
@@ -143,7 +144,7 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
 
     lm_cfg = LMConfig.from_hf(config["decoder"])
     decoder_keys = {k for k in state if k.startswith("decoder.")}
-    lm_state = lm_state_from_hf(state, lm_cfg)
+    lm_state = lm_state_from_hf(state, lm_cfg, consume=True)
     single, packed = hf_names(lm_cfg)
     used = set(single.values()) | {name for names in packed.values() for name in names}
     leftover = sorted(k for k in decoder_keys - used if "embed_positions" not in k)
@@ -160,6 +161,8 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     generation = folder / "generation_config.json"
     if generation.is_file() and "max_length" in read_json(generation):
         max_duration = read_json(generation)["max_length"] / codec.frame_rate
+    shards = sorted({folder / f for f in read_json(index)["weight_map"].values()}) if index.is_file() else [weights]
+    release_file_pages(shards)          # the pages read while packing q/k/v: the model does not use them
     return Components(name or str(folder), lm, conditioner, codec, max_duration)
 
 

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from minicraft.checkpoints import (CheckpointError, fold_weight_norm, load_into, read_audiocraft,
-                                   read_safetensors, read_state_dict, resolve_config)
+                                   read_safetensors, read_state_dict, release_file_pages, resolve_config)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
 
@@ -151,3 +151,15 @@ def test_fixture_files_untouched(tmp_path):
     state = read_safetensors(path)
     next(iter(state.values())).add_(1.0)   # writing to a loaded tensor
     assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="MADV_DONTNEED is used on Linux only")
+def test_released_pages_are_read_again_from_the_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    values = torch.arange(1 << 20, dtype=torch.float32)                  # 4 MiB
+    save_file({"w": values}, str(path))
+    state = read_safetensors(path)
+    assert torch.equal(state["w"], values)                               # every page now resident
+    assert release_file_pages([path]) >= values.numel() * 4
+    assert torch.equal(state["w"], values)                               # faulted in again, unchanged
+    assert release_file_pages([tmp_path / "other.safetensors"]) == 0

@@ -39,14 +39,12 @@ def test_decoding_steps_equal_transformers(small):
     torch.testing.assert_close(torch.cat(steps, dim=2), expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("dtype, bound", [("float32", 1.5), ("bfloat16", 0.85)])
-def test_loading_holds_one_copy_of_the_weights(small, dtype, bound):
-    """Peak memory of a fresh process that loads the model and runs it once.
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loading_holds_one_copy_of_the_weights(small, dtype):
+    """Peak memory of a fresh process that loads the model and runs it once: at most 1.2x the final model.
 
-    In bfloat16 the weights take half the float32 file. Measured here: 0.71x the
-    file (the bfloat16 model plus the q/k/v tensors while they are packed), down
-    from the file plus its copy when the mapped file stayed resident; the speed
-    issue's target (1.2x the final model, 0.6x the file) is not met yet.
+    Measured here: float32 0.97x the file (1.27x before the pages read while packing q/k/v were handed
+    back to the OS), bfloat16 1.17x its final model (1.42x before q/k/v were freed as they were packed).
     """
     _, folder = small
     weights = (folder / "model.safetensors").stat().st_size
@@ -65,11 +63,14 @@ def test_loading_holds_one_copy_of_the_weights(small, dtype, bound):
             parts.lm(torch.full((1, 4, 1), 2048), cond.to(torch.{dtype}))
             parts.codec.decode(torch.zeros(1, 4, 2, dtype=torch.long))
         after_run = peak()
-        print(json.dumps(dict(before=before, after_load=after_load, after_run=after_run)))
+        tensors = [t for m in (parts.lm, parts.conditioner, parts.codec) for t in [*m.parameters(), *m.buffers()]]
+        final = sum(t.numel() * t.element_size() for t in tensors)
+        print(json.dumps(dict(before=before, after_load=after_load, after_run=after_run, final=final)))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     rss = json.loads(out.stdout.strip().splitlines()[-1])
     used = rss["after_run"] - rss["before"]
-    print(f"{dtype}: weights {weights / 2**30:.2f} GiB; load + one pass added {used / 2**30:.2f} GiB "
-          f"({used / weights:.2f}x); load alone {(rss['after_load'] - rss['before']) / 2**30:.2f} GiB")
-    assert used < bound * weights
+    print(f"{dtype}: file {weights / 2**30:.2f} GiB, final model {rss['final'] / 2**30:.2f} GiB; load + one pass "
+          f"added {used / 2**30:.2f} GiB ({used / rss['final']:.2f}x the model); load alone "
+          f"{(rss['after_load'] - rss['before']) / 2**30:.2f} GiB")
+    assert used <= 1.2 * rss["final"]

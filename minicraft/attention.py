@@ -95,6 +95,47 @@ class KVCache:
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
 
+    def positions(self, steps: int) -> torch.Tensor:
+        """Absolute positions of the next ``steps`` inputs."""
+        return torch.arange(self.length, self.length + steps, device=self.keys.device)
+
+    def mask_for(self, steps: int) -> torch.Tensor | None:
+        """The mask the last ``append`` needs; None: slicing already hid the empty slots."""
+        return None
+
+
+@dataclass
+class StaticKVCache(KVCache):
+    """A KV cache whose every step has the same shapes and kernels: what a CUDA graph replays.
+
+    The write position is a tensor on the device, not a Python int, and
+    attention always reads all ``max_len`` slots, the ones not written yet
+    hidden by a mask instead of sliced off. Same results as :class:`KVCache`
+    (the masked slots weigh exactly 0), slower on a CPU: use it for graphs.
+    """
+    position: torch.Tensor | None = None      # [] long: slots filled so far
+
+    @classmethod
+    def empty(cls, batch: int, heads: int, max_len: int, head_dim: int, dtype: torch.dtype, device):
+        cache = super().empty(batch, heads, max_len, head_dim, dtype, device)
+        cache.position = torch.zeros((), dtype=torch.long, device=cache.keys.device)
+        return cache
+
+    def positions(self, steps: int) -> torch.Tensor:
+        return self.position + torch.arange(steps, device=self.keys.device)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.positions(k.shape[2])
+        self.keys.index_copy_(2, index, k)
+        self.values.index_copy_(2, index, v)
+        self.position += k.shape[2]                                # in place: part of a captured graph
+        return self.keys, self.values                              # all max_len slots
+
+    def mask_for(self, steps: int) -> torch.Tensor:
+        """[steps, max_len]: query i (at position - steps + i) sees the keys up to itself."""
+        query = self.position - steps + torch.arange(steps, device=self.keys.device)[:, None]
+        return torch.arange(self.keys.shape[2], device=self.keys.device)[None, :] <= query
+
 
 class MultiheadAttention(nn.Module):
     """Attention with the projections packed as audiocraft stores them.
@@ -143,6 +184,8 @@ class MultiheadAttention(nn.Module):
             q, k, v = map(self.split_heads, self.project(x, slice(0, 3 * D)).chunk(3, dim=-1))  # [B, H, T, Dh]
             if cache is not None:
                 k, v = cache.append(k, v)
+                if (static := cache.mask_for(q.shape[2])) is not None:    # a StaticKVCache
+                    mask, causal = static, False
         else:
             q = self.split_heads(self.project(x, slice(0, D)))
             if cache is not None and cache.memory is not None:

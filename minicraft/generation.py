@@ -15,6 +15,11 @@ What happens, in order (audiocraft's ``LMModel.generate``):
 
 Classifier-free guidance runs either as one doubled batch (conditions, then
 null conditions) or, with ``two_step=True``, as two passes with two caches.
+
+``decoding`` picks how a step runs: "plain" (a growing cache, the default),
+"static" (:class:`~minicraft.attention.StaticKVCache`: fixed shapes) or
+"cuda-graph" (static, and each one-step call recorded once as a CUDA graph and
+replayed, so a step costs one launch instead of hundreds; CUDA only).
 """
 from __future__ import annotations
 
@@ -22,17 +27,48 @@ from typing import Callable
 
 import torch
 
-from .attention import KVCache
+from .attention import KVCache, StaticKVCache
 from .lm import LM
 from .sampling import classifier_free_guidance, sample_next_token
 
 UNKNOWN = -1
 
 
-def new_caches(lm: LM, batch: int, max_steps: int, like: torch.Tensor) -> list[KVCache]:
+DECODINGS = ("plain", "static", "cuda-graph")
+
+
+def new_caches(lm: LM, batch: int, max_steps: int, like: torch.Tensor, static: bool = False) -> list[KVCache]:
     cfg = lm.cfg
-    return [KVCache.empty(batch, cfg.num_heads, max_steps, cfg.dim // cfg.num_heads, like.dtype, like.device)
+    kind = StaticKVCache if static else KVCache
+    return [kind.empty(batch, cfg.num_heads, max_steps, cfg.dim // cfg.num_heads, like.dtype, like.device)
             for _ in range(cfg.num_layers)]
+
+
+class GraphedStep:
+    """One decoding step of ``lm`` (one position, static caches) recorded as a CUDA graph.
+
+    CUDA graphs replay recorded kernels with the same memory addresses, so the
+    input goes into a fixed buffer and the output comes out of one; the caches
+    advance their own position tensors inside the graph.
+    """
+
+    def __init__(self, lm: LM, example: torch.Tensor, cross, cross_mask, caches: list[StaticKVCache]):
+        self.input = example.clone()                               # [B, K, 1]
+        warm = torch.cuda.Stream()                                 # capture wants a warmed-up side stream
+        warm.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(warm):
+            lm(self.input, cross, cross_mask, caches=caches)
+        torch.cuda.current_stream().wait_stream(warm)
+        for cache in caches:                                       # undo the warm-up's step
+            cache.position -= 1
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):                         # recorded, not run
+            self.output = lm(self.input, cross, cross_mask, caches=caches)
+
+    def __call__(self, step_input: torch.Tensor) -> torch.Tensor:
+        self.input.copy_(step_input)
+        self.graph.replay()
+        return self.output
 
 
 @torch.inference_mode()
@@ -42,7 +78,7 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
                    top_p: float = 0.0, cfg_coef: float | None = None, two_step: bool = False,
                    callback: Callable[[int, int], None] | None = None,
                    cross_mask: torch.Tensor | None = None,
-                   null_cross_mask: torch.Tensor | None = None) -> torch.Tensor:
+                   null_cross_mask: torch.Tensor | None = None, decoding: str = "plain") -> torch.Tensor:
     """Generate ``max_gen_len`` frames of codes [B, K, max_gen_len], prompt included.
 
     ``cond``/``null_cond`` [B, L, D] are the projected text conditions and
@@ -53,6 +89,12 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     """
     cfg_coef = lm.cfg.cfg_coef if cfg_coef is None else cfg_coef
     device = next(lm.parameters()).device
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.")
+    if decoding == "cuda-graph" and device.type != "cuda":
+        raise ValueError(f"decoding='cuda-graph' needs a CUDA device (the model is on {device.type}); "
+                         "use 'static' or 'plain'.")
+    static = decoding != "plain"
     K = lm.cfg.num_codebooks
     if prompt is not None:
         B = prompt.shape[0]
@@ -82,25 +124,36 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
             full = torch.ones(B, 1, 1, L, dtype=torch.bool, device=device)
             batch_mask = torch.cat([full if cross_mask is None else cross_mask,
                                     full if null_cross_mask is None else null_cross_mask])
-        caches = new_caches(lm, 2 * B, S, batch_cond)
+        caches = new_caches(lm, 2 * B, S, batch_cond, static)
     else:
         batch_cond = cond
-        caches = new_caches(lm, B, S, next(lm.parameters()))
-    null_caches = new_caches(lm, B, S, null_cond) if guided and two_step else None
+        caches = new_caches(lm, B, S, next(lm.parameters()), static)
+    null_caches = new_caches(lm, B, S, null_cond, static) if guided and two_step else None
+    graphs: dict[str, GraphedStep] = {}
+    seen: set[str] = set()
+
+    def run(name: str, step_input, cross, mask, step_caches):
+        """The LM on this step's input; with CUDA graphs, one-position steps after the first are replayed."""
+        if decoding != "cuda-graph" or name not in seen or step_input.shape[-1] != 1:
+            seen.add(name)              # the first call runs as usual: it projects the text keys/values
+            return lm(step_input, cross, mask, caches=step_caches)
+        if name not in graphs:
+            graphs[name] = GraphedStep(lm, step_input, cross, mask, step_caches)
+        return graphs[name](step_input)
 
     prev = 0
     for offset in range(first, S):
         step_input = sequence[..., prev:offset]                    # [B, K, offset - prev]
         if guided and not two_step:
-            logits = lm(torch.cat([step_input, step_input]), batch_cond, batch_mask, caches=caches)
+            logits = run("both", torch.cat([step_input, step_input]), batch_cond, batch_mask, caches)
             cond_logits, uncond_logits = logits.split(B)
             logits = classifier_free_guidance(cond_logits, uncond_logits, cfg_coef)
         elif guided:
-            cond_logits = lm(step_input, cond, cross_mask, caches=caches)
-            uncond_logits = lm(step_input, null_cond, null_cross_mask, caches=null_caches)
+            cond_logits = run("cond", step_input, cond, cross_mask, caches)
+            uncond_logits = run("null", step_input, null_cond, null_cross_mask, null_caches)
             logits = classifier_free_guidance(cond_logits, uncond_logits, cfg_coef)
         else:
-            logits = lm(step_input, None, caches=caches)
+            logits = run("cond", step_input, None, None, caches)
         next_token = sample_next_token(logits[:, :, -1], use_sampling, temperature, top_k, top_p)  # [B, K, 1]
         next_token[~mask[:, offset:offset + 1].expand(B, -1, -1)] = lm.special_token
         current = sequence[..., offset:offset + 1]

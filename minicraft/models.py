@@ -19,7 +19,7 @@ import torch
 
 from . import audio
 from .devices import pick_device, pick_dtype
-from .generation import generate_codes
+from .generation import DECODINGS, generate_codes
 from .loaders import Components, load_components
 from .quantize import quantize_lm_int8
 
@@ -98,14 +98,21 @@ class GenModel:
     def set_generation_params(self, use_sampling: bool = True, top_k: int | None = None, top_p: float = 0.0,
                               temperature: float = 1.0, duration: float | None = None,
                               cfg_coef: float = 3.0, two_step_cfg: bool = False,
-                              extend_stride: float | None = None):
+                              extend_stride: float | None = None, decoding: str = "plain"):
         """Set how :meth:`generate` samples; same names and defaults as audiocraft.
 
         ``temperature=0`` means greedy decoding; ``top_p > 0`` takes precedence
         over ``top_k``; ``cfg_coef`` is the classifier-free guidance strength
         (1 = off); beyond ``max_duration`` seconds, generation continues in
-        windows that advance by ``extend_stride`` seconds.
+        windows that advance by ``extend_stride`` seconds. ``decoding`` (not in
+        audiocraft): "plain", "static" or, on CUDA, "cuda-graph" (see
+        :mod:`minicraft.generation`); all give the same tokens.
         """
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.")
+        if decoding == "cuda-graph" and self.device.type != "cuda":
+            raise ValueError(f"decoding='cuda-graph' needs a CUDA device, not {self.device.type}; "
+                             "use 'static' or 'plain'.")
         top_k = min(250, self.lm.cfg.card) if top_k is None else top_k   # 250 unless the vocabulary is smaller
         duration = min(self.DEFAULT_DURATION, self.max_duration) if duration is None else duration
         if extend_stride is None:   # audiocraft's default, unless this model's window is shorter
@@ -116,7 +123,7 @@ class GenModel:
         self.extend_stride = float(extend_stride)
         self.generation_params = dict(use_sampling=bool(use_sampling), temperature=float(temperature),
                                       top_k=int(top_k), top_p=float(top_p), cfg_coef=float(cfg_coef),
-                                      two_step=bool(two_step_cfg))
+                                      two_step=bool(two_step_cfg), decoding=decoding)
 
     def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None):
         """``callback(frames_done, frames_total)`` is called after every decoding step."""

@@ -71,8 +71,7 @@ class Transformer(nn.Module):
                 caches: list[KVCache] | None = None) -> torch.Tensor:
         """x [B, T, D] -> [B, T, D]. With ``caches``, x continues the cached steps."""
         B, T, D = x.shape
-        offset = caches[0].length if caches else 0
-        positions = torch.arange(offset, offset + T, device=x.device)
+        positions = caches[0].positions(T) if caches else torch.arange(T, device=x.device)
         x = x + self.positional_scale * sin_embedding(positions, D, self.max_period, x.dtype)
         for i, layer in enumerate(self.layers):
             x = layer(x, cross, cross_mask, caches[i] if caches else None)

@@ -73,3 +73,34 @@ def test_float32_against_itself_is_exact(reference):
 def test_unknown_quantization_is_refused():
     with pytest.raises(ValueError, match="int8"):
         MusicGen.get_pretrained("tiny", device="cpu", quantize="int4")
+
+
+@pytest.mark.parametrize("settings", [dict(use_sampling=False), dict(use_sampling=False, two_step_cfg=True),
+                                      dict(use_sampling=True, top_k=50), dict(use_sampling=True, cfg_coef=1.0)])
+def test_static_cache_gives_the_plain_tokens(reference, settings):
+    tokens = {}
+    for decoding in ("plain", "static"):
+        reference.set_generation_params(duration=1.0, decoding=decoding, **settings)
+        torch.manual_seed(0)
+        _, tokens[decoding] = reference.generate(PROMPTS[:2], return_tokens=True)
+    assert torch.equal(tokens["plain"], tokens["static"])
+
+
+def test_static_cache_continues_and_generates_unconditionally(reference):
+    tokens = {}
+    prompt = torch.sin(torch.arange(8000) / 16000 * 2 * torch.pi * 440)[None, None]   # 0.5 s of A4
+    for decoding in ("plain", "static"):
+        reference.set_generation_params(duration=1.5, decoding=decoding)
+        torch.manual_seed(1)
+        _, continued = reference.generate_continuation(prompt, 16000, ["a flute"], return_tokens=True)
+        _, free = reference.generate_unconditional(2, return_tokens=True)
+        tokens[decoding] = continued, free
+    assert all(torch.equal(a, b) for a, b in zip(tokens["plain"], tokens["static"]))
+    reference.set_generation_params()
+
+
+def test_cuda_graphs_need_cuda(reference):
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        reference.set_generation_params(decoding="cuda-graph")
+    with pytest.raises(ValueError, match="decoding must be one of"):
+        reference.set_generation_params(decoding="fast")

@@ -36,7 +36,7 @@ def test_attributes_and_defaults(musicgen, audiogen):
     assert (audiogen.sample_rate, audiogen.frame_rate) == (16000, 50)
     assert audiogen.max_duration == 10 and audiogen.duration == 5 and audiogen.extend_stride == 2
     assert musicgen.generation_params == dict(use_sampling=True, temperature=1.0, top_k=32, top_p=0.0,
-                                              cfg_coef=3.0, two_step=False)
+                                              cfg_coef=3.0, two_step=False, decoding="plain")
 
 
 def test_musicgen_generate_equals_audiocraft(musicgen, refs):

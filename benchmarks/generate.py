@@ -4,6 +4,7 @@
     python benchmarks/generate.py compare --size small      # minicraft vs transformers, same weights
     python benchmarks/generate.py compare --dtype bfloat16 --quantize int8    # minicraft's int8 path
     python benchmarks/generate.py precision                 # bfloat16 / int8 error against float32
+    python benchmarks/generate.py profile --dtype bfloat16 --quantize int8   # where a step's time goes
 
 `compare` builds random weights at the facebook/musicgen-{small,medium}
 architecture with transformers' own MusicGen class and saves them once in the
@@ -208,6 +209,27 @@ def precision(args):
                   f"{100 * r.teacher_forced_agreement:.1f} % | {100 * r.greedy_agreement:.1f} % |", flush=True)
 
 
+def profile(args):
+    """torch.profiler over a short generation: the operators that take a decoding step's time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+    from minicraft import MusicGen
+    torch.set_num_threads(args.threads)
+    model = MusicGen.get_pretrained(str(build_weights(args.size, Path(args.cache))), device="cpu",
+                                    dtype=getattr(torch, args.dtype), quantize=args.quantize)
+    model.set_generation_params(duration=args.seconds, cfg_coef=3.0, top_k=250)
+    model.generate_tokens(PROMPTS, None)                                   # warm-up
+    stamps = []
+    model.set_custom_progress_callback(lambda done, total: stamps.append(time.perf_counter()))
+    with profiler(activities=[ProfilerActivity.CPU]) as prof:
+        model.generate_tokens(PROMPTS, None)
+    steps = len(stamps)
+    print(f"musicgen-{args.size} (random weights), {args.dtype}{', int8 weights' if args.quantize else ''}, "
+          f"{steps} steps, {step_ms(stamps):.1f} ms per step (median); per step, by operator:")
+    for event in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:10]:
+        print(f"  {event.key:55s} {event.self_cpu_time_total / 1000 / steps:7.2f} ms  {event.count / steps:6.1f} calls")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -221,6 +243,10 @@ def main():
     e.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
     e.add_argument("--steps", type=int, default=100)
     e.add_argument("--threads", type=int, default=2)
+    f = sub.add_parser("profile", help="the operators that take a decoding step's time (minicraft)")
+    f.add_argument("--size", default="small", choices=["small", "medium"])
+    f.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
+    f.add_argument("--quantize", default=None, choices=["int8"])
     t = sub.add_parser("tiny", help="real-time factor of the shipped tiny model")
     t.add_argument("--batch", type=int, default=1)
     t.add_argument("--repeats", type=int, default=5)
@@ -228,8 +254,8 @@ def main():
     w.add_argument("impl", choices=["minicraft", "transformers"])
     w.add_argument("folder")
     w.add_argument("--quantize", default=None, choices=["int8"])
-    for q in (c, t, w):
-        q.add_argument("--seconds", type=float, default=5.0 if q is not t else 2.0)
+    for q in (c, t, w, f):
+        q.add_argument("--seconds", type=float, default={t: 2.0, f: 1.0}.get(q, 5.0))
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -242,6 +268,8 @@ def main():
         compare(args)
     elif args.command == "precision":
         precision(args)
+    elif args.command == "profile":
+        profile(args)
     else:
         tiny(args)
 

@@ -60,6 +60,18 @@ def labelled_audio(n: int, seed: int, held_out: bool = False):
     return clips, audio, labels
 
 
+def brown(noise: torch.Tensor) -> torch.Tensor:
+    """White noise [N, T] -> brown (integrated: its power falls 6 dB per octave), centred."""
+    noise = noise.cumsum(-1)
+    return noise - noise.mean(-1, keepdim=True)
+
+
+def with_noise(audio: torch.Tensor, noise: torch.Tensor, snr_db) -> torch.Tensor:
+    """audio [N, T] plus ``noise`` scaled to ``snr_db`` (a number or [N, 1]) below each row's power."""
+    scale = (audio.pow(2).mean(-1, keepdim=True) / noise.pow(2).mean(-1, keepdim=True)).sqrt()
+    return audio + noise * scale * 10 ** (-snr_db / 20)
+
+
 def degrade(audio: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
     """[N, T] -> [N, T] with one generic degradation at a random strength per row.
 
@@ -71,10 +83,8 @@ def degrade(audio: torch.Tensor, kind: str, generator: torch.Generator) -> torch
     if kind == "noise":                                  # white or brown noise at 20..60 dB SNR
         noise = torch.randn(audio.shape, generator=generator)
         if torch.rand((), generator=generator) < 0.5:
-            noise = noise.cumsum(-1)
-            noise = noise - noise.mean(-1, keepdim=True)
-        scale = (audio.pow(2).mean(-1, keepdim=True) / noise.pow(2).mean(-1, keepdim=True)).sqrt()
-        return audio + noise * scale * 10 ** (-uniform(20, 60) / 20)
+            noise = brown(noise)
+        return with_noise(audio, noise, uniform(20, 60))
     if kind == "saturation":                             # tanh soft clipping, drive 1..6
         drive, peak = uniform(1, 6), audio.abs().amax(-1, keepdim=True) + 1e-8
         return torch.tanh(drive * audio / peak) * peak / torch.tanh(drive)
@@ -101,19 +111,13 @@ def augment(audio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def unseen_degradations(audio: torch.Tensor, seed: int = 1) -> dict[str, torch.Tensor]:
     """Fixed test conditions, partly outside the training ranges (a 4 kHz low-pass is never trained on)."""
     g = torch.Generator().manual_seed(seed)
-
-    def with_noise(snr_db: float, brown: bool = False):
-        noise = torch.randn(audio.shape, generator=g)
-        if brown:
-            noise = noise.cumsum(-1) - noise.cumsum(-1).mean(-1, keepdim=True)
-        scale = (audio.pow(2).mean(-1, keepdim=True) / noise.pow(2).mean(-1, keepdim=True)).sqrt()
-        return audio + noise * scale * 10 ** (-snr_db / 20)
-
+    white = [torch.randn(audio.shape, generator=g) for _ in range(3)]      # one draw per noisy condition
     peak = audio.abs().amax(-1, keepdim=True) + 1e-8
     spectrum = torch.fft.rfft(audio)
     lowpass = torch.fft.irfft(spectrum * (torch.linspace(0, 1, spectrum.shape[-1]) < 0.5), n=audio.shape[-1])
-    return {"white noise 30 dB": with_noise(30), "white noise 20 dB": with_noise(20),
-            "brown noise 30 dB": with_noise(30, brown=True), "soft clipping": torch.tanh(3 * audio / peak) * peak,
+    return {"white noise 30 dB": with_noise(audio, white[0], 30), "white noise 20 dB": with_noise(audio, white[1], 20),
+            "brown noise 30 dB": with_noise(audio, brown(white[2]), 30),
+            "soft clipping": torch.tanh(3 * audio / peak) * peak,
             "low-pass 4 kHz": lowpass, "gain -20 dB": audio * 0.1}
 
 

@@ -37,11 +37,29 @@ UNKNOWN = -1
 DECODINGS = ("plain", "static", "cuda-graph")
 
 
+def check_decoding(decoding: str, device: torch.device):
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.")
+    if decoding == "cuda-graph" and device.type != "cuda":
+        raise ValueError(f"decoding='cuda-graph' needs a CUDA device (the model is on {device.type}); "
+                         "use 'static' or 'plain'.")
+
+
 def new_caches(lm: LM, batch: int, max_steps: int, like: torch.Tensor, static: bool = False) -> list[KVCache]:
     cfg = lm.cfg
     kind = StaticKVCache if static else KVCache
     return [kind.empty(batch, cfg.num_heads, max_steps, cfg.dim // cfg.num_heads, like.dtype, like.device)
             for _ in range(cfg.num_layers)]
+
+
+def doubled_mask(cross_mask: torch.Tensor | None, null_cross_mask: torch.Tensor | None,
+                 cond: torch.Tensor) -> torch.Tensor | None:
+    """The text mask [2B, 1, 1, L] of CFG's doubled batch; a half given None hides nothing."""
+    if cross_mask is None and null_cross_mask is None:
+        return None
+    full = torch.ones(cond.shape[0], 1, 1, cond.shape[1], dtype=torch.bool, device=cond.device)
+    return torch.cat([full if cross_mask is None else cross_mask,
+                      full if null_cross_mask is None else null_cross_mask])
 
 
 class GraphedStep:
@@ -89,11 +107,7 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     """
     cfg_coef = lm.cfg.cfg_coef if cfg_coef is None else cfg_coef
     device = next(lm.parameters()).device
-    if decoding not in DECODINGS:
-        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.")
-    if decoding == "cuda-graph" and device.type != "cuda":
-        raise ValueError(f"decoding='cuda-graph' needs a CUDA device (the model is on {device.type}); "
-                         "use 'static' or 'plain'.")
+    check_decoding(decoding, device)
     static = decoding != "plain"
     K = lm.cfg.num_codebooks
     if prompt is not None:
@@ -118,12 +132,7 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     guided = cond is not None
     if guided and not two_step:
         batch_cond = torch.cat([cond, null_cond], dim=0)         # [2B, L, D]
-        batch_mask = None
-        if cross_mask is not None or null_cross_mask is not None:
-            L = cond.shape[1]
-            full = torch.ones(B, 1, 1, L, dtype=torch.bool, device=device)
-            batch_mask = torch.cat([full if cross_mask is None else cross_mask,
-                                    full if null_cross_mask is None else null_cross_mask])
+        batch_mask = doubled_mask(cross_mask, null_cross_mask, cond)
         caches = new_caches(lm, 2 * B, S, batch_cond, static)
     else:
         batch_cond = cond

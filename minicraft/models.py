@@ -19,7 +19,7 @@ import torch
 
 from . import audio
 from .devices import pick_device, pick_dtype
-from .generation import DECODINGS, generate_codes
+from .generation import check_decoding, generate_codes
 from .loaders import Components, load_components
 from .quantize import quantize_lm_int8
 
@@ -108,11 +108,7 @@ class GenModel:
         audiocraft): "plain", "static" or, on CUDA, "cuda-graph" (see
         :mod:`minicraft.generation`); all give the same tokens.
         """
-        if decoding not in DECODINGS:
-            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.")
-        if decoding == "cuda-graph" and self.device.type != "cuda":
-            raise ValueError(f"decoding='cuda-graph' needs a CUDA device, not {self.device.type}; "
-                             "use 'static' or 'plain'.")
+        check_decoding(decoding, self.device)          # here, not at the first generate
         top_k = min(250, self.lm.cfg.card) if top_k is None else top_k   # 250 unless the vocabulary is smaller
         duration = min(self.DEFAULT_DURATION, self.max_duration) if duration is None else duration
         if extend_stride is None:   # audiocraft's default, unless this model's window is shorter

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .generation import doubled_mask
 from .models import text_mask
 from .sampling import classifier_free_guidance
 
@@ -33,12 +34,7 @@ def guided_logits(model, descriptions: list[str], codes: torch.Tensor, cfg_coef:
     """Teacher-forced, guided logits [B, K, T, card] (float32) for codes [B, K, T]."""
     cond, null, mask, null_mask = model.conditions(descriptions, two_step=False)
     both = torch.cat([cond, null])
-    masks = [text_mask(m) if model.mask_text_padding else None for m in (mask, null_mask)]
-    if any(m is not None for m in masks):                   # no padding on one side: nothing hidden there
-        full = torch.ones(cond.shape[0], 1, 1, cond.shape[1], dtype=torch.bool, device=cond.device)
-        masks = torch.cat([full if m is None else m for m in masks])
-    else:
-        masks = None
+    masks = doubled_mask(text_mask(mask), text_mask(null_mask), cond) if model.mask_text_padding else None
     logits, valid = model.lm.compute_predictions(torch.cat([codes, codes]).to(model.device), both, masks)
     cond_logits, null_logits = logits.float().split(codes.shape[0])
     return classifier_free_guidance(cond_logits, null_logits, cfg_coef), valid[: codes.shape[0]]

@@ -13,14 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
+import browser
 import minicraft
 from minicraft import measures, toyworld
 from minicraft.explore import Spec, SpecError, explore, read_results, spec_from
 from minicraft.models import GenModel
 
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RATE = 16000
 
 
@@ -297,30 +295,13 @@ def test_report_is_self_contained(run):
         assert html.escape(measure.explanation.split(".")[0]) in page
 
 
-def browser():
-    """Debian's chromium through playwright; a missing one fails on CI and skips elsewhere."""
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is missing: pip install -e '.[test]'"
-    if missing is None and not Path(CHROMIUM).exists():
-        missing = f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return sync_playwright
-
-
 def test_report_in_a_real_browser(run, tmp_path):
     """Every player loads, every image renders, nothing is fetched, no console errors.
 
     The screenshot goes to MINICRAFT_SCREENSHOT if set (the README's shows notebook 12's report).
     """
-    sync_playwright = browser()
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+    with browser.sync_playwright()() as p:
+        chromium = browser.launch(p)
         try:
             page = chromium.new_page(viewport={"width": 1280, "height": 1100})
             page.set_default_timeout(60_000)

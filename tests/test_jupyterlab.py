@@ -17,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+import browser
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium")
-    pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -37,6 +30,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    browser.sync_playwright()                               # fails on CI, skips elsewhere, before starting a server
     port = free_port()
     home = tmp_path_factory.mktemp("jupyter-home")          # no user settings, no workspace state
     work = tmp_path_factory.mktemp("course")                # a copy: JupyterLab autosaves what it runs
@@ -85,9 +79,9 @@ def test_tour_runs_in_jupyterlab(lab, tmp_path):
                 raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
             time.sleep(0.5)
 
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with browser.sync_playwright()() as p:
+        chromium = browser.launch(p)
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{url}/lab/tree/{notebook.name}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
@@ -107,7 +101,7 @@ def test_tour_runs_in_jupyterlab(lab, tmp_path):
             wait_until(lambda: notebook.stat().st_mtime != saved_before, 30, "the notebook to be saved")
         finally:
             page.screenshot(path=str(tmp_path / "jupyterlab.png"))
-            browser.close()
+            chromium.close()
     assert notebook.stat().st_mtime != saved_before, "JupyterLab did not save the notebook"
     cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in cells), "some cells did not run"

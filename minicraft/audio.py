@@ -219,12 +219,18 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     return torch.clamp(torch.minimum(rising, falling), min=0).float()
 
 
-def mel_spectrogram(wav: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256,
-                    n_mels: int = 64) -> torch.Tensor:
-    """log-mel power [..., n_mels, frames] of ``wav [..., T]`` (log10, floored at 1e-5)."""
+def mel_power(wav: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256,
+              n_mels: int = 64) -> torch.Tensor:
+    """mel-band power [..., n_mels, frames] of ``wav [..., T]``."""
     shape = wav.shape
     window = torch.hann_window(n_fft, device=wav.device, dtype=wav.dtype)
     spec = torch.stft(wav.reshape(-1, shape[-1]), n_fft, hop, window=window, return_complex=True)
     power = spec.abs().pow(2)                                            # [N, bins, frames]
     mel = mel_filterbank(sample_rate, n_fft, n_mels).to(wav) @ power
-    return torch.log10(mel.clamp(min=1e-5)).reshape(*shape[:-1], n_mels, -1)
+    return mel.reshape(*shape[:-1], n_mels, -1)
+
+
+def mel_spectrogram(wav: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256,
+                    n_mels: int = 64) -> torch.Tensor:
+    """log-mel power [..., n_mels, frames] of ``wav [..., T]`` (log10, floored at 1e-5)."""
+    return torch.log10(mel_power(wav, sample_rate, n_fft, hop, n_mels).clamp(min=1e-5))

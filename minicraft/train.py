@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import toyworld
-from .audio import mel_spectrogram
+from .audio import mel_power
 from .codec import Encodec, EncodecConfig
 from .progress import ProgressBar
 from .seanet import SEANetConfig
@@ -84,8 +84,8 @@ def toy_audio(n: int, seed: int) -> tuple[list[toyworld.Clip], torch.Tensor]:
 
 @dataclass
 class CodecTrainConfig:
-    steps: int = 7000
-    decay_steps: int = 2500          # constant learning rate, then linear decay over the last steps
+    steps: int = 5000
+    decay_steps: int = 2000          # constant learning rate, then linear decay over the last steps
     batch: int = 8
     crop_seconds: float = 1.0
     lr: float = 5e-4
@@ -95,9 +95,10 @@ class CodecTrainConfig:
     dimension: int = 64
     lstm: int = 0
     n_q: int = 4
+    quantizer_dropout: bool = False  # True: each batch uses a random number of codebooks
     bins: int = 256
     decay: float = 0.99
-    dead_code_threshold: float = 2.0
+    dead_code_threshold: float = 0.1   # EMA uses per batch; see EMAQuantizer.update
     commitment: float = 1.0
     checkpoint_every: int = 250
 
@@ -148,7 +149,10 @@ class EMAQuantizer:
         n = self.cluster_size[q].sum()
         smoothed = (self.cluster_size[q] + 1e-5) / (n + bins * 1e-5) * n   # Laplace smoothing
         self.codebooks[q].embed.copy_(self.embed_avg[q] / smoothed[:, None])
-        dead = self.cluster_size[q] < self.dead_threshold                  # codes nobody uses
+        # A code is dead when its EMA count of uses per batch falls under the threshold. Our batches hold
+        # 400 vectors for 256 codes (1.6 uses per code on average), so audiocraft's 2, meant for batches of
+        # thousands of vectors, would re-draw most codes at every step; 0.1 means "under once in ten batches".
+        dead = self.cluster_size[q] < self.dead_threshold
         if dead.any():
             fresh = x[torch.randint(len(x), (int(dead.sum()),))]
             self.codebooks[q].embed[dead] = fresh
@@ -174,17 +178,26 @@ class EMAQuantizer:
 
 
 def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Multi-resolution STFT (log-magnitude L1 + spectral convergence) and log-mel L1."""
+    """Multi-resolution STFT (log-magnitude L1 + spectral convergence) and log-mel L1.
+
+    Logs are taken above a floor 40 dB under each clip's loudest bin. With an
+    absolute floor, the thousand near-silent bins around a synthetic tone
+    outweigh its few harmonic bins, and silence becomes the cheapest answer
+    for a tone: a codec trained that way returned flutes, sirens and bells
+    with under 1 % of their energy.
+    """
     loss = pred.new_zeros(())
     for n_fft in (256, 512, 1024, 2048):
-        window = torch.hann_window(n_fft)
-        P = torch.stft(pred, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+        window = torch.hann_window(n_fft, device=pred.device)
+        P = torch.stft(pred, n_fft, n_fft // 4, window=window, return_complex=True).abs()   # [B, bins, frames]
         T = torch.stft(target, n_fft, n_fft // 4, window=window, return_complex=True).abs()
-        loss = loss + F.l1_loss(torch.log(P + 1e-3), torch.log(T + 1e-3))
+        floor = 1e-2 * T.amax(dim=(1, 2), keepdim=True) + 1e-5                             # -40 dB, per clip
+        loss = loss + F.l1_loss(torch.log(P + floor), torch.log(T + floor))
         loss = loss + torch.linalg.norm(P - T) / (torch.linalg.norm(T) + 1e-8)
-    mel_p = mel_spectrogram(pred, toyworld.SAMPLE_RATE, 1024, 256, 64)
-    mel_t = mel_spectrogram(target, toyworld.SAMPLE_RATE, 1024, 256, 64)
-    return loss + F.l1_loss(mel_p, mel_t)
+    mel_p = mel_power(pred, toyworld.SAMPLE_RATE, 1024, 256, 64)                              # [B, 64, frames]
+    mel_t = mel_power(target, toyworld.SAMPLE_RATE, 1024, 256, 64)
+    floor = 1e-4 * mel_t.amax(dim=(1, 2), keepdim=True) + 1e-9                                # power: -40 dB
+    return loss + F.l1_loss(torch.log10(mel_p + floor), torch.log10(mel_t + floor))
 
 
 def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, n_q: int, training: bool,
@@ -217,7 +230,7 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
         rows = torch.randint(len(audio), (cfg.batch,))
         starts = torch.randint(audio.shape[1] - crop + 1, (cfg.batch,))
         wav = torch.stack([audio[r, s:s + crop] for r, s in zip(rows, starts)])[:, None]   # [B, 1, T]
-        n_q = int(torch.randint(1, cfg.n_q + 1, ()))            # quantizer dropout
+        n_q = int(torch.randint(1, cfg.n_q + 1, ())) if cfg.quantizer_dropout else cfg.n_q
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
         loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment)

@@ -6,11 +6,11 @@ import torch
 
 from minicraft import toyworld as tw
 from minicraft.codec import Encodec
-from minicraft.evaluate import (accuracy, labelled_audio, mel_distance, si_snr, train_classifier,
+from minicraft.evaluate import (accuracy, labelled_audio, level_by_class, mel_distance, si_snr, train_classifier,
                                 unseen_degradations)
 from minicraft.tokenizer import T5Tokenizer
 from minicraft.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
-                             lm_loss, train_codec, train_tokenizer)
+                             lm_loss, spectral_loss, train_codec, train_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,36 @@ def test_codec_step_lowers_loss(clips):
     assert after < before
     assert set(parts) == {"l1", "spectral", "commitment"}
     assert quantizer.inited.all()
+
+
+def test_spectral_loss_prefers_an_imperfect_tone_to_silence():
+    # The property the codec needs to learn pitch: a tone with a faint noise floor (or a semitone off) must cost
+    # less than silence. With an absolute log floor the noise floor alone cost 2.5x silence.
+    t = torch.arange(16000) / 16000
+    tone = lambda hz: 0.5 * torch.sin(2 * torch.pi * hz * t)[None]
+    target = tone(440.0)
+    noise = 0.01 * torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    silence = spectral_loss(torch.zeros_like(target), target)
+    assert spectral_loss(target + noise, target) < silence / 4
+    assert spectral_loss(tone(466.2), target) < silence
+    assert spectral_loss(target, target) < 1e-4
+
+
+def test_ema_codebooks_keep_codes_used_at_the_average_rate():
+    # 400 vectors per batch over 256 codes: each code is used 1.6 times per batch on average. Every code
+    # here is in use, so none may be replaced as dead (audiocraft's threshold of 2, meant for batches of
+    # thousands of vectors, replaced most of them every step).
+    torch.manual_seed(0)
+    codec = Encodec(CodecTrainConfig(n_filters=4, dimension=16, bins=256, n_q=1).codec())
+    centers = 10 * torch.randn(256, 16)
+    quantizer = EMAQuantizer(codec, decay=0.99, dead_threshold=CodecTrainConfig.dead_code_threshold)
+    codec.quantizer.codebooks[0].embed.copy_(centers)
+    quantizer.embed_avg[0], quantizer.cluster_size[0], quantizer.inited[0] = centers.clone(), torch.ones(256), True
+    for _ in range(50):
+        x = centers[torch.randint(256, (400,))] + 0.01 * torch.randn(400, 16)
+        quantizer.update(0, x, codec.quantizer.codebooks[0].encode(x))
+    drift = (codec.quantizer.codebooks[0].embed - centers).norm(dim=1)
+    assert drift.max() < 0.1, f"{int((drift > 0.1).sum())} of 256 codes were replaced"
 
 
 def test_codec_training_resumes(tmp_path):
@@ -96,3 +126,17 @@ def test_measures():
     x = torch.randn(2, 16000)
     assert si_snr(x, x).min() > 60 and si_snr(torch.randn(2, 16000), x).max() < 0
     assert mel_distance(x, x) == 0 and mel_distance(x * 0.1, x) > 0.5
+
+
+def test_level_by_class_reports_what_a_codec_drops():
+    class HalvesTones:                     # a stand-in codec: keeps effects, returns instruments at half amplitude
+        def encode(self, wav):
+            return wav
+        def decode(self, wav):
+            gain = torch.tensor([0.5 if tw.CLASSES[i] in tw.INSTRUMENTS else 1.0 for i in labels.tolist()])
+            return wav * gain[:, None, None]
+    _, audio, labels = labelled_audio(40, seed=3)
+    levels = level_by_class(HalvesTones(), audio, labels)
+    assert set(levels) == {tw.CLASSES[i] for i in labels.tolist()}
+    for name, db in levels.items():
+        assert db == pytest.approx(-6.02 if name in tw.INSTRUMENTS else 0.0, abs=0.01)

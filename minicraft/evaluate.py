@@ -180,7 +180,7 @@ def level_by_class(codec, audio: torch.Tensor, labels) -> dict[str, float]:
 
     Mel distance averages over everything; this shows *which* sounds a codec
     drops. A codec trained with an absolute log floor gave flutes, sirens and
-    bells back at -25 dB or lower: silence was its cheapest answer to a tone.
+    bells back at -20 dB or lower: silence was its cheapest answer to a tone.
     """
     recon = codec.decode(codec.encode(audio[:, None]))[:, 0, :audio.shape[-1]]
     names = [toyworld.CLASSES[i] for i in labels.tolist()] if isinstance(labels, torch.Tensor) else labels

@@ -184,7 +184,7 @@ def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     absolute floor, the thousand near-silent bins around a synthetic tone
     outweigh its few harmonic bins, and silence becomes the cheapest answer
     for a tone: a codec trained that way returned flutes, sirens and bells
-    with under 1 % of their energy.
+    at -20 dB or lower.
     """
     loss = pred.new_zeros(())
     for n_fft in (256, 512, 1024, 2048):

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import matvec
+
 
 def attention_plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
@@ -154,7 +156,7 @@ class MultiheadAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         nn.init.xavier_uniform_(self.in_proj_weight)     # as torch.nn.MultiheadAttention; loading overwrites it
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
-        self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.out_proj = matvec.Linear(dim, dim, bias=bias)
         self.in_proj_int8 = None  # set by minicraft.quantize: the same projections in int8
         self.fast = True  # use the fused kernel; False = the plain formula
 
@@ -167,7 +169,7 @@ class MultiheadAttention(nn.Module):
         if self.in_proj_int8 is not None:
             return self.in_proj_int8(x, which)
         bias = None if self.in_proj_bias is None else self.in_proj_bias[which]
-        return F.linear(x, self.in_proj_weight[which], bias)
+        return matvec.linear(x, self.in_proj_weight[which], bias)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, cache: KVCache | None = None,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import matvec
 from .patterns import Pattern, delay_pattern
 from .transformer import Transformer
 
@@ -93,7 +94,7 @@ class LM(nn.Module):
                                        cfg.cross_attention, cfg.bias_attn, cfg.bias_ff,
                                        cfg.max_period, cfg.positional_scale)
         self.out_norm = nn.LayerNorm(D, eps=1e-5)
-        self.linears = nn.ModuleList(nn.Linear(D, cfg.card, bias=cfg.bias_proj) for _ in range(K))
+        self.linears = nn.ModuleList(matvec.Linear(D, cfg.card, bias=cfg.bias_proj) for _ in range(K))
 
     @property
     def special_token(self) -> int:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import matvec
+
 
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """[out, in] float -> (q [out, in] int8, scale [out] float32)."""
@@ -30,9 +32,11 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class Int8Linear(nn.Module):
     """A linear layer with int8 weights; ``forward(x, rows)`` may use a slice of its outputs.
 
-    ``fast`` uses PyTorch's fused CPU kernel (``torch._weight_int8pack_mm``),
-    which reads the int8 weights directly; the plain path dequantizes
-    (``q · scale``) and calls an ordinary matmul, which any device can run.
+    ``fast`` reads the int8 weights directly: for a decoding step's few rows
+    with minicraft's own kernel (:mod:`minicraft.matvec`, at memory speed),
+    otherwise with PyTorch's fused CPU kernel (``torch._weight_int8pack_mm``).
+    The plain path dequantizes (``q · scale``) and calls an ordinary matmul,
+    which any device can run.
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
@@ -55,6 +59,8 @@ class Int8Linear(nn.Module):
         """x [..., in] -> [..., out] (or the ``rows`` slice of the outputs)."""
         q, scale = self.weight[rows], self.scale[rows]
         bias = None if self.bias is None else self.bias[rows]
+        if self.fast and matvec.applies(x, q):
+            return matvec.kernel_linear(x, q, bias, scale)
         if self.fast and fused_kernel_applies(x, q):
             y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale.to(x.dtype))
             y = y.view(*x.shape[:-1], q.shape[0])
@@ -85,7 +91,7 @@ def quantize_lm_int8(lm: nn.Module) -> nn.Module:
                 delattr(module, name)
                 setattr(module, name, None)
         for name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
+            if isinstance(child, nn.Linear):
                 setattr(module, name, Int8Linear.from_weight(child.weight, child.bias))
     return lm
 

@@ -1,0 +1,122 @@
+"""Memory-speed matrix-vector products for decoding on a CPU (bfloat16 and int8 weights).
+
+A decoding step multiplies one or two rows of activations by every weight of
+the LM, so it lasts as long as reading the weights takes. On the machines we
+measured, PyTorch's CPU kernels read float32 weights at memory speed but
+bfloat16 and int8 ones at about half of it, which undoes most of what the
+smaller weights were for. ``matvec.c`` is a plain loop that reads them at
+memory speed; this module compiles it once with the system's C compiler
+(``cc -O3 -march=native -fopenmp``, cached under ``~/.cache/minicraft``) and
+calls it through ctypes.
+
+:func:`linear` is ``F.linear`` with that shortcut: it takes the kernel only
+when it applies (CPU tensors, bfloat16 or int8 weights, at most 4 rows,
+contiguous) and ``enabled`` is true, and otherwise calls PyTorch. Without a C
+compiler everything still works, through PyTorch. float32 weights always go
+to PyTorch, so float32 results are unchanged by this module.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+SOURCE = Path(__file__).with_name("matvec.c")
+MAX_ROWS = 4
+enabled = os.environ.get("MINICRAFT_KERNELS", "1") != "0"   # False: always PyTorch (the plain path)
+_library = None          # the loaded kernels; False once we know they cannot be built here
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MINICRAFT_CACHE", Path.home() / ".cache" / "minicraft"))
+
+
+def compile_kernels() -> Path | None:
+    """Build matvec.c for this machine (once per source, compiler and Python); None if impossible."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None or sys.platform == "win32":
+        return None
+    flags = ["-O3", "-march=native", "-fPIC", "-shared", "-fopenmp"]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
+    target = cache_dir() / f"matvec-{key}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        for attempt in (flags, [f for f in flags if f != "-fopenmp"]):   # no OpenMP: one thread, same results
+            done = subprocess.run([compiler, *attempt, str(SOURCE), "-o", str(out)], capture_output=True)
+            if done.returncode == 0:
+                out.replace(target)                                     # atomic: never a half-written library
+                return target
+    return None
+
+
+def library():
+    """The compiled kernels, or None (no compiler, not a CPU we can build for)."""
+    global _library
+    if _library is None:
+        path = compile_kernels()
+        # Loaded after torch: its OpenMP runtime (libgomp.so.1 in torch/lib on Linux) is already in the
+        # process, so the kernels' parallel loops share PyTorch's threads and torch.set_num_threads.
+        _library = ctypes.CDLL(str(path)) if path else False
+        if _library:
+            i64, ptr, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+            _library.linear_bf16.argtypes = [ptr, flag, ptr, ptr, ptr, flag, i64, i64, i64]
+            _library.linear_int8.argtypes = [ptr, flag, ptr, ptr, ptr, ptr, flag, i64, i64, i64]
+    return _library or None
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The kernel handles this product: CPU, bfloat16/int8 weights, float32/bfloat16 x of ≤ 4 rows."""
+    return (enabled and x.device.type == "cpu" and weight.device.type == "cpu"
+            and weight.dtype in (torch.bfloat16, torch.int8) and x.dtype in (torch.float32, torch.bfloat16)
+            and x.numel() // x.shape[-1] <= MAX_ROWS and weight.is_contiguous()
+            and not torch.is_grad_enabled() and library() is not None)
+
+
+def _pointer(t: torch.Tensor | None):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def kernel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  scale: torch.Tensor | None = None) -> torch.Tensor:
+    """x [..., in] @ weight[out, in]ᵀ (· scale[out]) + bias[out], through matvec.c. See :func:`applies`."""
+    lib = library()
+    out_features, in_features = weight.shape
+    x2 = x.reshape(-1, in_features).contiguous()                          # [M, in]
+    y = torch.empty(x2.shape[0], out_features, dtype=x.dtype)             # [M, out]
+    as_float = lambda t: None if t is None else t.float().contiguous()
+    bias, scale = as_float(bias), as_float(scale)
+    is_bf16 = int(x.dtype == torch.bfloat16)
+    if weight.dtype == torch.int8:
+        status = lib.linear_int8(_pointer(x2), is_bf16, _pointer(weight), _pointer(scale), _pointer(bias),
+                                 _pointer(y), is_bf16, *x2.shape[:1], out_features, in_features)
+    else:
+        status = lib.linear_bf16(_pointer(x2), is_bf16, _pointer(weight), _pointer(bias),
+                                 _pointer(y), is_bf16, *x2.shape[:1], out_features, in_features)
+    if status != 0:
+        raise ValueError(f"matvec kernel refused {tuple(x2.shape)} @ {tuple(weight.shape)}")
+    return y.view(*x.shape[:-1], out_features)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``, through the memory-speed kernel when it applies (bfloat16 weights, few rows)."""
+    if weight.dtype == x.dtype == torch.bfloat16 and applies(x, weight):
+        return kernel_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+class Linear(torch.nn.Linear):
+    """``nn.Linear`` (same parameters, same checkpoint keys) whose decoding steps use :func:`linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)

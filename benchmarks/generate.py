@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -121,7 +122,8 @@ def worker(impl: str, folder: Path, args) -> dict:
            "--seed", str(args.seed), "--dtype", args.dtype, "--threads", str(args.threads)]
     if impl == "minicraft" and args.quantize:
         cmd += ["--quantize", args.quantize]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, MINICRAFT_KERNELS="0") if args.no_kernels else None
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{impl} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -156,6 +158,7 @@ def compare(args):
             runs[impl].append(worker(impl, folder, args))
             print(f"run {i + 1}/{args.repeats} {impl}: {runs[impl][-1]['step_ms']:.1f} ms/step", file=sys.stderr)
     quantized = f", minicraft with {args.quantize} weights" if args.quantize else ""
+    quantized += ", minicraft without its matvec kernels" if args.no_kernels else ""
     print(f"\nmusicgen-{args.size} (random weights), {args.dtype}{quantized}, {args.seconds:g} s, CFG 3, top-k 250, "
           f"{args.threads} threads, {args.repeats} runs each")
     print(f"{'':13s} {'ms/step':>8s} {'min':>7s} {'max':>7s} {'T5 ms':>8s} {'EnCodec ms':>9s} "
@@ -254,12 +257,18 @@ def main():
     w.add_argument("impl", choices=["minicraft", "transformers"])
     w.add_argument("folder")
     w.add_argument("--quantize", default=None, choices=["int8"])
+    for q in (c, e, t, f):
+        q.add_argument("--no-kernels", action="store_true",
+                       help="minicraft without its bfloat16/int8 matvec kernels (PyTorch's instead)")
     for q in (c, t, w, f):
         q.add_argument("--seconds", type=float, default={t: 2.0, f: 1.0}.get(q, 5.0))
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
+    if getattr(args, "no_kernels", False):
+        from minicraft import matvec
+        matvec.enabled = False
     if args.command == "worker":
         torch.set_num_threads(args.threads)
         run = run_minicraft if args.impl == "minicraft" else run_transformers

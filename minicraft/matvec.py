@@ -53,7 +53,10 @@ def compile_kernels() -> Path | None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         for attempt in (flags, [f for f in flags if f != "-fopenmp"]):   # no OpenMP: one thread, same results
-            done = subprocess.run([compiler, *attempt, str(SOURCE), "-o", str(out)], capture_output=True)
+            try:
+                done = subprocess.run([compiler, *attempt, str(SOURCE), "-o", str(out)], capture_output=True)
+            except OSError:                                             # CC names no runnable program
+                return None
             if done.returncode == 0:
                 out.replace(target)                                     # atomic: never a half-written library
                 return target
@@ -83,29 +86,30 @@ def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and not torch.is_grad_enabled() and library() is not None)
 
 
-def _pointer(t: torch.Tensor | None):
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
-
-
 def kernel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   scale: torch.Tensor | None = None) -> torch.Tensor:
-    """x [..., in] @ weight[out, in]ᵀ (· scale[out]) + bias[out], through matvec.c. See :func:`applies`."""
-    lib = library()
+    """x [..., in] @ weight[out, in]ᵀ (· scale[out]) + bias[out], through matvec.c. See :func:`applies`.
+
+    Written for few Python operations: a decoding step calls it ~150 times.
+    """
     out_features, in_features = weight.shape
-    x2 = x.reshape(-1, in_features).contiguous()                          # [M, in]
-    y = torch.empty(x2.shape[0], out_features, dtype=x.dtype)             # [M, out]
-    as_float = lambda t: None if t is None else t.float().contiguous()
-    bias, scale = as_float(bias), as_float(scale)
-    is_bf16 = int(x.dtype == torch.bfloat16)
+    x = x.contiguous()                                                     # [..., in]: M rows in a row
+    rows = x.numel() // in_features
+    y = x.new_empty(x.shape[:-1] + (out_features,))                       # [..., out]
+    lib = _library or library()
+    bias = None if bias is None else bias.float().contiguous()            # kept alive across the call
+    bias_ptr = None if bias is None else bias.data_ptr()
+    is_bf16 = x.dtype == torch.bfloat16
     if weight.dtype == torch.int8:
-        status = lib.linear_int8(_pointer(x2), is_bf16, _pointer(weight), _pointer(scale), _pointer(bias),
-                                 _pointer(y), is_bf16, *x2.shape[:1], out_features, in_features)
+        scale = scale.float().contiguous()
+        status = lib.linear_int8(x.data_ptr(), is_bf16, weight.data_ptr(), scale.data_ptr(), bias_ptr,
+                                 y.data_ptr(), is_bf16, rows, out_features, in_features)
     else:
-        status = lib.linear_bf16(_pointer(x2), is_bf16, _pointer(weight), _pointer(bias),
-                                 _pointer(y), is_bf16, *x2.shape[:1], out_features, in_features)
+        status = lib.linear_bf16(x.data_ptr(), is_bf16, weight.data_ptr(), bias_ptr,
+                                 y.data_ptr(), is_bf16, rows, out_features, in_features)
     if status != 0:
-        raise ValueError(f"matvec kernel refused {tuple(x2.shape)} @ {tuple(weight.shape)}")
-    return y.view(*x.shape[:-1], out_features)
+        raise ValueError(f"matvec kernel refused {tuple(x.shape)} @ {tuple(weight.shape)}")
+    return y
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

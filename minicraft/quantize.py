@@ -42,7 +42,7 @@ class Int8Linear(nn.Module):
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
         super().__init__()
         self.register_buffer("weight", q)                                  # [out, in] int8
-        self.register_buffer("scale", scale.to(dtype))                     # [out]
+        self.register_buffer("scale", scale.float())                       # [out], float32 whatever dtype
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype))
         self.fast = True
 

@@ -1,0 +1,102 @@
+"""minicraft's decoding kernels (matvec.c) against float64 arithmetic, and the fallbacks around them."""
+import pytest
+import torch
+
+from minicraft import matvec
+from minicraft.quantize import Int8Linear, quantize_rows
+
+needs_kernels = pytest.mark.skipif(matvec.library() is None, reason="no C compiler here")
+
+
+def reference(x, weight, bias=None, scale=None):
+    y = x.double() @ weight.double().t()
+    if scale is not None:
+        y = y * scale.double()
+    return y if bias is None else y + bias.double()
+
+
+# Shapes with every kind of tail: outputs not a multiple of the 4-row block, inputs not a multiple of
+# 16 weights (one vector) or of a 64-byte line, and 1-4 activation rows.
+SHAPES = [(4096, 1024), (1024, 4096), (7, 33), (3, 5), (5, 80), (9, 100)]
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("out_features, in_features", SHAPES)
+def test_bf16_kernel_is_the_product_rounded_once(rows, out_features, in_features):
+    g = torch.Generator().manual_seed(out_features * 7 + in_features + rows)
+    x = torch.randn(rows, in_features, generator=g).bfloat16()
+    w = (torch.randn(out_features, in_features, generator=g) * 0.05).bfloat16()
+    b = torch.randn(out_features, generator=g).bfloat16()
+    with torch.inference_mode():
+        y = matvec.kernel_linear(x, w, b)
+    assert y.dtype == torch.bfloat16 and y.shape == (rows, out_features)
+    exact = reference(x, w, b)
+    # float32 accumulation, then one rounding to bfloat16 (relative 2^-8) of the result
+    assert ((y.double() - exact).abs() <= exact.abs() * 2 ** -8 + 1e-4 * in_features ** 0.5).all()
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("out_features, in_features", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int8_kernel_matches_the_dequantized_product(rows, out_features, in_features, dtype):
+    g = torch.Generator().manual_seed(out_features + 3 * in_features + rows)
+    x = torch.randn(rows, in_features, generator=g).to(dtype)
+    q, scale = quantize_rows(torch.randn(out_features, in_features, generator=g))
+    b = torch.randn(out_features, generator=g)
+    with torch.inference_mode():
+        y = matvec.kernel_linear(x, q, b, scale)
+    assert y.dtype == dtype
+    exact = reference(x, q, b, scale)
+    tolerance = 1e-5 * in_features ** 0.5 if dtype == torch.float32 else 2 ** -8
+    assert ((y.double() - exact).abs() <= exact.abs() * tolerance + 1e-4 * in_features ** 0.5).all()
+
+
+@needs_kernels
+def test_linear_takes_the_kernel_only_where_it_applies():
+    w = torch.randn(8, 16).bfloat16()
+    with torch.inference_mode():
+        assert matvec.applies(torch.randn(2, 16).bfloat16(), w)
+        assert matvec.applies(torch.randn(1, 4, 16).bfloat16(), w)             # 4 rows
+        assert not matvec.applies(torch.randn(5, 16).bfloat16(), w)            # prefill: PyTorch's GEMM
+        assert not matvec.applies(torch.randn(2, 16), w.float())               # float32: PyTorch, unchanged
+        assert not matvec.applies(torch.randn(2, 16).bfloat16(), w.t().contiguous().t())   # strided weight
+    assert not matvec.applies(torch.randn(2, 16).bfloat16(), w)                # autograd on: PyTorch
+    x = torch.randn(3, 16).bfloat16()
+    with torch.inference_mode():
+        torch.testing.assert_close(matvec.linear(x, w), torch.nn.functional.linear(x, w), rtol=2e-2, atol=2e-2)
+
+
+def test_disabled_kernels_leave_pytorch_results_untouched(monkeypatch):
+    monkeypatch.setattr(matvec, "enabled", False)
+    layer = matvec.Linear(16, 8).bfloat16()
+    x = torch.randn(2, 16).bfloat16()
+    with torch.inference_mode():
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        int8 = Int8Linear.from_weight(torch.randn(8, 16))
+        assert not matvec.applies(torch.randn(2, 16), int8.weight)          # int8 goes to PyTorch's kernel
+
+
+def test_no_compiler_means_pytorch(monkeypatch, tmp_path):
+    monkeypatch.setattr(matvec, "_library", None)
+    monkeypatch.setenv("MINICRAFT_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    assert matvec.compile_kernels() is None and matvec.library() is None
+    assert list(tmp_path.iterdir()) == []                      # nothing half-built left behind
+    w = torch.randn(8, 16).bfloat16()
+    with torch.inference_mode():
+        x = torch.randn(2, 16).bfloat16()
+        assert not matvec.applies(x, w)
+        assert torch.equal(matvec.linear(x, w), torch.nn.functional.linear(x, w))
+    monkeypatch.setattr(matvec, "_library", None)               # the next user compiles again
+
+
+@needs_kernels
+def test_kernels_compile_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINICRAFT_CACHE", str(tmp_path))
+    first = matvec.compile_kernels()
+    assert first is not None and first.parent == tmp_path
+    mtime = first.stat().st_mtime_ns
+    assert matvec.compile_kernels() == first and first.stat().st_mtime_ns == mtime
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]   # no temporary left

@@ -89,13 +89,14 @@ class KVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [B, H, T, Dh] after the past ones; return all of them."""
-        end = self.length + k.shape[2]
+        steps = k.shape[2]
+        end = self.length + steps
         if end > self.keys.shape[2]:
             raise ValueError(f"KV cache holds {self.keys.shape[2]} steps; asked for {end}.")
-        self.keys[:, :, self.length:end] = k
-        self.values[:, :, self.length:end] = v
+        self.keys.narrow(2, self.length, steps).copy_(k)          # keys[:, :, length:end] = k, in one op
+        self.values.narrow(2, self.length, steps).copy_(v)
         self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]
+        return self.keys.narrow(2, 0, end), self.values.narrow(2, 0, end)
 
     def positions(self, steps: int) -> torch.Tensor:
         """Absolute positions of the next ``steps`` inputs."""
@@ -183,7 +184,9 @@ class MultiheadAttention(nn.Module):
         """
         D = x.shape[-1]
         if memory is None:
-            q, k, v = map(self.split_heads, self.project(x, slice(0, 3 * D)).chunk(3, dim=-1))  # [B, H, T, Dh]
+            B, T, _ = x.shape
+            qkv = self.project(x, slice(0, 3 * D)).view(B, T, 3, self.num_heads, D // self.num_heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)             # split_heads of each third: 3 x [B, H, T, Dh]
             if cache is not None:
                 k, v = cache.append(k, v)
                 if (static := cache.mask_for(q.shape[2])) is not None:    # a StaticKVCache

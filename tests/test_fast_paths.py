@@ -3,10 +3,12 @@
 The stated errors (README, "Devices"; `benchmarks/generate.py precision`) are measured on the shipped tiny
 model, 4 prompts, 100 greedy steps with CFG 3; the bounds below leave room around those measurements.
 """
+from collections import Counter
+
 import pytest
 import torch
 
-from minicraft import MusicGen
+from minicraft import MusicGen, matvec
 from minicraft.attention import MultiheadAttention
 from minicraft.precision import compare
 from minicraft.quantize import Int8Linear, quantize_rows
@@ -58,7 +60,10 @@ def test_quantize_rows_error_is_half_a_step():
     (dict(quantize="int8"), 0.015, 0.96),                     # measured: 0.0076 std, 98.3 %
     (dict(dtype="bfloat16", quantize="int8"), 0.06, 0.88),    # measured: 0.037 std, 92.4 %
 ])
-def test_reduced_precision_within_stated_error(reference, kwargs, max_mean_diff, min_teacher_forced):
+@pytest.mark.parametrize("kernels", [True, False], ids=["matvec kernels", "pytorch kernels"])
+def test_reduced_precision_within_stated_error(reference, kwargs, max_mean_diff, min_teacher_forced, kernels,
+                                               monkeypatch):
+    monkeypatch.setattr(matvec, "enabled", kernels)
     report = compare(reference, MusicGen.get_pretrained("tiny", device="cpu", **kwargs), PROMPTS, steps=100)
     assert report.mean_logit_diff <= max_mean_diff
     assert report.teacher_forced_agreement >= min_teacher_forced
@@ -104,3 +109,20 @@ def test_cuda_graphs_need_cuda(reference):
         reference.set_generation_params(decoding="cuda-graph")
     with pytest.raises(ValueError, match="decoding must be one of"):
         reference.set_generation_params(decoding="fast")
+
+
+@pytest.mark.skipif(matvec.library() is None, reason="no C compiler here")
+def test_reduced_precision_decoding_steps_use_the_kernels(monkeypatch):
+    calls = Counter()
+    real = matvec.kernel_linear
+
+    def counting(x, weight, *args):
+        calls[weight.dtype] += 1
+        return real(x, weight, *args)
+
+    monkeypatch.setattr(matvec, "kernel_linear", counting)
+    for kwargs, dtype in ((dict(dtype="bfloat16"), torch.bfloat16), (dict(quantize="int8"), torch.int8)):
+        model = MusicGen.get_pretrained("tiny", device="cpu", **kwargs)
+        model.set_generation_params(duration=0.2)                       # 10 frames: 13 steps with the delays
+        model.generate(PROMPTS[:1])
+        assert calls[dtype] == 13 * (4 * 6 + 4), calls                  # every product of every step

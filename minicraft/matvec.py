@@ -1,11 +1,11 @@
-"""Memory-speed matrix-vector products for decoding on a CPU (bfloat16 and int8 weights).
+"""Fast matrix-vector products for decoding on a CPU (bfloat16 and int8 weights).
 
 A decoding step multiplies one or two rows of activations by every weight of
 the LM, so it lasts as long as reading the weights takes. On the machines we
 measured, PyTorch's CPU kernels read float32 weights at memory speed but
 bfloat16 and int8 ones at about half of it, which undoes most of what the
-smaller weights were for. ``matvec.c`` is a plain loop that reads them at
-memory speed; this module compiles it once with the system's C compiler
+smaller weights were for. ``matvec.c`` is a plain loop that reads them
+1.5-3x faster (``benchmarks/README.md``); this module compiles it once with the system's C compiler
 (``cc -O3 -march=native -fopenmp``, cached under ``~/.cache/minicraft``) and
 calls it through ctypes.
 
@@ -113,7 +113,7 @@ def kernel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear``, through the memory-speed kernel when it applies (bfloat16 weights, few rows)."""
+    """``F.linear``, through matvec.c when it applies (bfloat16 weights, few rows)."""
     if weight.dtype == x.dtype == torch.bfloat16 and applies(x, weight):
         return kernel_linear(x, weight, bias)
     return F.linear(x, weight, bias)

@@ -33,7 +33,7 @@ class Int8Linear(nn.Module):
     """A linear layer with int8 weights; ``forward(x, rows)`` may use a slice of its outputs.
 
     ``fast`` reads the int8 weights directly: for a decoding step's few rows
-    with minicraft's own kernel (:mod:`minicraft.matvec`, at memory speed),
+    with minicraft's own kernel (:mod:`minicraft.matvec`),
     otherwise with PyTorch's fused CPU kernel (``torch._weight_int8pack_mm``).
     The plain path dequantizes (``q · scale``) and calls an ordinary matmul,
     which any device can run.

@@ -28,6 +28,7 @@ from .checkpoints import (CheckpointError, load_into, read_audiocraft, read_json
 from .codec import Encodec, load_encodec_audiocraft, load_encodec_hf
 from .conditioning import TextConditioner
 from .lm import LM, LMConfig, hf_names, lm_state_from_hf
+from .quantize import int8_modules, quantize_lm_int8, quantize_rows
 from .t5 import load_t5_encoder, t5_from_state
 from .tokenizer import T5Tokenizer
 
@@ -79,8 +80,13 @@ def fetch_model(repo_id: str, kind: str) -> Path:
 
 
 def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = None,
-                    dtype: torch.dtype | None = None) -> Components:
-    """Parts of a model from a local folder (either format) or a Hub id."""
+                    dtype: torch.dtype | None = None, quantize: str | None = None) -> Components:
+    """Parts of a model from a local folder (either format) or a Hub id.
+
+    ``quantize="int8"``: the LM's linear weights in int8 (:mod:`minicraft.quantize`).
+    """
+    if quantize not in (None, "int8"):
+        raise ValueError(f"unknown quantize={quantize!r}; use 'int8' or None.")
     folder = Path(name).expanduser()
     if not folder.is_dir():
         if folder.name == "tiny" and folder.parent.name == "data":
@@ -90,9 +96,12 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
         if name.startswith((".", "/", "~")) or name.count("/") != 1:
             raise FileNotFoundError(f"{name}: no such folder, and not a Hub id like 'facebook/musicgen-small'.")
         folder = fetch_model(name, kind)
-    if find_format(folder) == "audiocraft":
-        return load_audiocraft(folder, t5=t5, dtype=dtype, name=name)
-    return load_huggingface(folder, dtype=dtype, name=name)
+    if find_format(folder) == "huggingface":
+        return load_huggingface(folder, dtype=dtype, name=name, quantize=quantize)
+    parts = load_audiocraft(folder, t5=t5, dtype=dtype, name=name)
+    if quantize == "int8":      # after loading: this format's float LM is held whole for a moment
+        quantize_lm_int8(parts.lm)
+    return parts
 
 
 # ---------------------------------------------------------------- audiocraft format
@@ -132,7 +141,10 @@ def encodec_from_hub(repo_id: str, dtype: torch.dtype | None = None) -> Encodec:
 
 # ---------------------------------------------------------------- Hugging Face format
 
-def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name: str | None = None) -> Components:
+def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name: str | None = None,
+                     quantize: str | None = None) -> Components:
+    """With ``quantize="int8"`` the LM's linear weights are quantized as the file is read, so their
+    float copies never all exist at once (load peak: about the final model)."""
     folder = Path(folder)
     config = read_json(folder / "config.json")
     if config.get("model_type") != "musicgen":
@@ -140,18 +152,29 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
                               "expected a MusicGen checkpoint ('musicgen').")
     index = folder / "model.safetensors.index.json"
     weights = index if index.is_file() else folder / "model.safetensors"
-    state = read_state_dict(weights, dtype)
-
     lm_cfg = LMConfig.from_hf(config["decoder"])
-    decoder_keys = {k for k in state if k.startswith("decoder.")}
-    lm_state = lm_state_from_hf(state, lm_cfg, consume=True)
     single, packed = hf_names(lm_cfg)
+    with torch.device("meta"):
+        lm = LM(lm_cfg)
+    targets = int8_modules(lm) if quantize == "int8" else {}          # new int8 module -> our float weight
+    int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # -> the file's
+    if int8:
+        quantize_lm_int8(lm)    # on the meta device: the int8 modules' shapes, no memory
+    state = read_state_dict(weights, dtype, int8)
+
+    decoder_keys = {k for k in state if k.startswith("decoder.")}
     used = set(single.values()) | {name for names in packed.values() for name in names}
     leftover = sorted(k for k in decoder_keys - used if "embed_positions" not in k)
     if leftover:
         raise CheckpointError(f"{weights}: decoder tensors minicraft does not know: {leftover[:3]}.")
-    lm = build(LM, lm_cfg, lm_state, weights, dtype)
-
+    lm_state = lm_state_from_hf(state, lm_cfg, consume=True)
+    for module, weight in targets.items():
+        if module + ".weight" in state:                  # quantized while reading
+            lm_state[module + ".weight"] = state.pop(module + ".weight")
+            lm_state[module + ".scale"] = state.pop(module + ".scale")
+        elif weight in lm_state:                         # its parts were in two shards: read as floats
+            lm_state[module + ".weight"], lm_state[module + ".scale"] = quantize_rows(lm_state.pop(weight))
+    lm = load_into(lm, lm_state, weights, None if int8 else dtype).eval()   # the reader converted already
     t5 = t5_from_state(state, config["text_encoder"], prefix="text_encoder.", source=weights, dtype=dtype)
     proj = {k[len("enc_to_dec_proj."):]: v for k, v in state.items() if k.startswith("enc_to_dec_proj.")}
     conditioner = text_conditioner(t5, tokenizer_for(folder), proj, lm_cfg.dim, weights, dtype)

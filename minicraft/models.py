@@ -21,7 +21,6 @@ from . import audio
 from .devices import pick_device, pick_dtype
 from .generation import check_decoding, generate_codes
 from .loaders import Components, load_components
-from .quantize import quantize_lm_int8
 
 
 class GenModel:
@@ -59,11 +58,7 @@ class GenModel:
         """
         device = pick_device(device)
         dtype = pick_dtype(dtype, device)
-        if quantize not in (None, "int8"):
-            raise ValueError(f"unknown quantize={quantize!r}; use 'int8' or None.")
-        parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype)
-        if quantize == "int8":
-            quantize_lm_int8(parts.lm)
+        parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype, quantize=quantize)
         for module in (parts.lm, parts.conditioner, parts.codec):
             module.to(device).eval()
         return cls(parts, device)

@@ -75,6 +75,19 @@ def fused_kernel_applies(x: torch.Tensor, q: torch.Tensor) -> bool:
             and q.is_contiguous() and x.is_contiguous())
 
 
+def int8_modules(lm: nn.Module) -> dict[str, str]:
+    """What :func:`quantize_lm_int8` replaces: {the new Int8Linear's name: the float weight's name}."""
+    from .attention import MultiheadAttention
+    names = {}
+    for path, module in lm.named_modules():
+        prefix = path + "." if path else ""
+        if isinstance(module, MultiheadAttention):
+            names[prefix + "in_proj_int8"] = prefix + "in_proj_weight"
+        names.update({prefix + name: f"{prefix}{name}.weight"
+                      for name, child in module.named_children() if isinstance(child, nn.Linear)})
+    return names
+
+
 @torch.no_grad()
 def quantize_lm_int8(lm: nn.Module) -> nn.Module:
     """Replace, in place, every per-step linear layer of an LM by an :class:`Int8Linear`.

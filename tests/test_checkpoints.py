@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from minicraft import checkpoints
 from minicraft.checkpoints import (CheckpointError, fold_weight_norm, load_into, read_audiocraft,
                                    read_safetensors, read_state_dict, release_file_pages, resolve_config)
+from minicraft.quantize import quantize_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
 
@@ -94,6 +96,25 @@ def test_safetensors_are_memory_mapped(tmp_path):
     # All tensors are views of one storage: the file's mapping.
     storages = {t.untyped_storage().data_ptr() for t in loaded.values()}
     assert len(storages) == 1
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32, torch.bfloat16])
+def test_converting_and_quantizing_while_reading(tmp_path, monkeypatch, dtype):
+    """Block by block (a tiny block here, so every tensor takes several), the reader gives what converting and
+    quantizing the whole tensors gives, bit for bit; stacked sources become one int8 weight."""
+    monkeypatch.setattr(checkpoints, "BLOCK_BYTES", 96)
+    torch.manual_seed(0)
+    tensors = {"q": torch.randn(7, 12), "k": torch.randn(5, 12), "v": torch.randn(3, 12) * 50, "out": torch.randn(6, 4),
+               "norm": torch.randn(12), "steps": torch.arange(5), "one": torch.tensor(2.5), "half": torch.randn(9, 3).half()}
+    save_file(tensors, tmp_path / "model.safetensors")
+    loaded = read_safetensors(tmp_path / "model.safetensors", dtype, int8={"attn": ["q", "k", "v"], "proj": ["out"]})
+    rounded = {k: t.to(dtype) if dtype is not None and t.is_floating_point() else t for k, t in tensors.items()}
+    for module, parts in (("attn", ["q", "k", "v"]), ("proj", ["out"])):
+        q, scale = quantize_rows(torch.cat([rounded[p] for p in parts]))
+        assert torch.equal(loaded[module + ".weight"], q) and torch.equal(loaded[module + ".scale"], scale)
+    assert sorted(loaded) == ["attn.scale", "attn.weight", "half", "norm", "one", "proj.scale", "proj.weight", "steps"]
+    for name in ("norm", "steps", "one", "half"):
+        assert loaded[name].dtype == rounded[name].dtype and torch.equal(loaded[name], rounded[name])
 
 
 def test_sharded_index(tmp_path):

@@ -322,30 +322,46 @@ def read_audiocraft(path: str | Path) -> tuple[dict | None, dict[str, torch.Tens
 
 # ---------------------------------------------------------------- weight norm
 
-def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fold_pair(g: torch.Tensor, v: torch.Tensor, rows: int = 64) -> torch.Tensor:
+    """``g * v / ||v||`` in float32 whatever the dtype, a few output channels at a time: a float32 copy of a
+    whole bfloat16 codec weight would be a transient twice its size."""
+    out = torch.empty_like(v)
+    dims = tuple(range(1, v.dim()))
+    for r in range(0, v.shape[0], rows):
+        v32, g32 = v[r:r + rows].float(), g[r:r + rows].float()
+        out[r:r + rows] = v32 * (g32 / v32.norm(dim=dims, keepdim=True))
+    return out
+
+
+def fold_weight_norm(state: dict[str, torch.Tensor], consume: bool = False) -> dict[str, torch.Tensor]:
     """Replace weight-norm pairs (g, v) by the plain weight ``g * v / ||v||``.
 
     Two spellings exist: ``X.weight_g``/``X.weight_v`` (old ``nn.utils.weight_norm``)
     and ``X.parametrizations.weight.original0``/``original1`` (the newer
     parametrization API). Both normalise over every dim but the first.
     Inference needs only the product, so minicraft's modules hold plain weights.
+    ``consume`` empties ``state`` as it goes, so each pair can be freed once
+    folded instead of all pairs and all products being held at once.
     """
     spellings = (("weight_g", "weight_v"),
                  ("parametrizations.weight.original0", "parametrizations.weight.original1"))
     out = {}
-    for key, tensor in state.items():
+    for key in list(state):
+        if key not in state:
+            continue                                         # a v already folded with its g
+        tensor = state[key]
         for g_name, v_name in spellings:
             if key == g_name or key.endswith("." + g_name):
                 prefix = key[:-len(g_name)]                  # "" or "module.path."
-                v = state[prefix + v_name]
-                dims = tuple(range(1, v.dim()))
-                v32, g32 = v.float(), tensor.float()             # the norm in float32 whatever the dtype
-                out[prefix + "weight"] = (v32 * (g32 / v32.norm(dim=dims, keepdim=True))).to(v.dtype)
+                v = state.pop(prefix + v_name) if consume else state[prefix + v_name]
+                out[prefix + "weight"] = fold_pair(tensor, v)
                 break
             if key == v_name or key.endswith("." + v_name):
-                break  # folded together with its g
+                break  # folded together with its g (the v stays until then)
         else:
             out[key] = tensor
+        if consume and not any(key == v or key.endswith("." + v) for _, v in spellings):
+            del state[key]
     return out
 
 

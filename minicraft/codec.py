@@ -135,7 +135,8 @@ def build(cfg: EncodecConfig, state: dict, source, dtype=None) -> Encodec:
     if cfg.renormalize:
         raise CheckpointError(f"{source}: EnCodec with renormalize=True is not supported "
                               "(its decode needs the per-clip scale that MusicGen/AudioGen never use).")
-    state = {k: v for k, v in fold_weight_norm(state).items() if k.rsplit(".", 1)[-1] not in TRAINING_ONLY}
+    state = {k: v for k, v in fold_weight_norm(state, consume=True).items()
+             if k.rsplit(".", 1)[-1] not in TRAINING_ONLY}
     with torch.device("meta"):
         codec = Encodec(cfg)
     for i, layer in enumerate(codec.decoder.model):   # transposed convs, named as audiocraft names them
@@ -182,8 +183,10 @@ _HF_RENAMES = [
 ]
 
 
-def encodec_state_from_hf(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-    """Rename a transformers EnCodec state dict to minicraft/audiocraft names.
+def encodec_state_from_hf(state: dict[str, torch.Tensor], prefix: str = "",
+                          consume: bool = False) -> dict[str, torch.Tensor]:
+    """Rename a transformers EnCodec state dict to minicraft/audiocraft names
+    (``consume``: moving the tensors out of ``state``, so the result is their only holder).
 
     transformers calls every convolution ``layers.{i}.conv``; audiocraft says
     ``model.{i}.conv.conv``, or ``model.{i}.convtr.convtr`` for the decoder's
@@ -191,9 +194,8 @@ def encodec_state_from_hf(state: dict[str, torch.Tensor], prefix: str = "") -> d
     the model's structure, so :func:`build` finishes that part.
     """
     out = {}
-    for key, tensor in state.items():
-        if not key.startswith(prefix):
-            continue
+    for key in [k for k in state if k.startswith(prefix)]:
+        tensor = state.pop(key) if consume else state[key]
         key = key[len(prefix):]
         for pattern, replacement in _HF_RENAMES:
             new = re.sub(pattern, replacement, key)
@@ -206,7 +208,8 @@ def encodec_state_from_hf(state: dict[str, torch.Tensor], prefix: str = "") -> d
 
 def load_encodec_hf(source, prefix: str = "", dtype: torch.dtype | None = None, source_name=None) -> Encodec:
     """A transformers EnCodec: a folder (``config.json`` + ``model.safetensors``),
-    or ``(config dict, state dict)`` with ``prefix`` (MusicGen's ``audio_encoder.``)."""
+    or ``(config dict, state dict)`` with ``prefix`` (MusicGen's ``audio_encoder.``); that form moves the
+    codec's tensors out of the state dict, so each can be freed once folded and loaded."""
     if isinstance(source, (str, Path)):
         folder = Path(source)
         config = read_json(folder / "config.json")
@@ -216,4 +219,5 @@ def load_encodec_hf(source, prefix: str = "", dtype: torch.dtype | None = None, 
     else:
         config, state = source
         source_name = source_name or "EnCodec state"
-    return build(EncodecConfig.from_hf(config), encodec_state_from_hf(state, prefix), source_name, dtype)
+    state = encodec_state_from_hf(state, prefix, consume=True)
+    return build(EncodecConfig.from_hf(config), state, source_name, dtype)

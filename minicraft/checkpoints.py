@@ -391,9 +391,37 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str | P
         raise CheckpointError(f"{source}: checkpoint does not fit {type(module).__name__}: "
                               + "; ".join(problems) + ". Is it the right file for this model?")
     if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        state = convert(state, dtype, source)
     module.load_state_dict(state, strict=True, assign=True)
     return module
+
+
+RELEASE_EVERY = 64 * 2**20      # convert() hands a mapped file's pages back after this many bytes read
+
+
+def convert(state: dict[str, torch.Tensor], dtype: torch.dtype, source: str | Path) -> dict[str, torch.Tensor]:
+    """Floating tensors to ``dtype``, one at a time.
+
+    When they are views of a memory-mapped ``source`` (a torch file read by
+    :func:`read_torch_file`), reading them brings the file's pages into memory, and
+    those would stay beside the converted copies: a float32 file converted to
+    bfloat16 would peak at three times the final model. So the pages are handed
+    back (:func:`release_file_pages`) every ``RELEASE_EVERY`` bytes.
+    """
+    out, unreleased = {}, 0
+    mapped = isinstance(source, (str, Path)) and Path(source).is_file()
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            out[key] = tensor.to(dtype)
+            unreleased += tensor.nbytes
+            if mapped and unreleased >= RELEASE_EVERY:
+                release_file_pages([Path(source)])
+                unreleased = 0
+        else:
+            out[key] = tensor
+    if mapped and unreleased:
+        release_file_pages([Path(source)])
+    return out
 
 
 def read_json(path: str | Path) -> dict:

@@ -184,3 +184,35 @@ def test_released_pages_are_read_again_from_the_file(tmp_path):
     assert release_file_pages([path]) >= values.numel() * 4
     assert torch.equal(state["w"], values)                               # faulted in again, unchanged
     assert release_file_pages([tmp_path / "other.safetensors"]) == 0
+
+
+def test_converting_a_mapped_torch_file_hands_its_pages_back(tmp_path):
+    """A float32 torch file (audiocraft's format, memory-mapped) loaded as bfloat16: the peak holds the converted
+    copy and a window of the file's pages, not the whole file beside the copy (3x the final model, before)."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+    path = tmp_path / "state_dict.bin"
+    torch.save({f"w{i}": torch.randn(1024, 4096) for i in range(16)}, path)      # 256 MiB of float32
+    script = textwrap.dedent(f"""
+        import json, torch
+        from torch import nn
+        from minicraft import checkpoints
+        def peak():
+            line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+            return int(line.split()[1]) * 1024
+        checkpoints.RELEASE_EVERY = 16 * 2**20
+        torch.ones(8).to(torch.bfloat16)                      # PyTorch's first-use pages, before measuring
+        before = peak()
+        state = checkpoints.read_torch_file({str(path)!r})
+        with torch.device("meta"):
+            module = nn.ParameterDict({{k: nn.Parameter(torch.empty(1024, 4096)) for k in state}})
+        checkpoints.load_into(module, state, {str(path)!r}, torch.bfloat16)
+        final = sum(p.numel() * p.element_size() for p in module.parameters())
+        assert all(p.dtype == torch.bfloat16 for p in module.parameters())
+        print(json.dumps(dict(added=peak() - before, final=final)))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    rss = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rss["added"] <= 1.2 * rss["final"], rss

@@ -184,17 +184,20 @@ def read_converted(path: Path, layout: list, dtype: torch.dtype | None,
                 f.readinto(raw.numpy())
                 block = raw.view(stored).view(n, -1)
                 if name in into:
-                    if converts:    # from the values ``dtype`` gives: the same int8 as quantizing after loading
-                        block = rounded[:block.numel()].view(block.shape).copy_(block)
-                    quantize_block(block, work, q[r:r + n], scale[r:r + n])
+                    quantize_block(block, work, q[r:r + n], scale[r:r + n], rounded if converts else None)
                 else:
                     out[r:r + n] = block                             # converts as it copies
     return tensors
 
 
-def quantize_block(block: torch.Tensor, work: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> None:
+def quantize_block(block: torch.Tensor, work: torch.Tensor, q: torch.Tensor, scale: torch.Tensor,
+                   rounded: torch.Tensor | None = None) -> None:
     """:func:`minicraft.quantize.quantize_rows` of ``block``, computed in place in the float32 buffer
-    ``work`` and written into ``q`` and ``scale``: the same numbers, no temporaries."""
+    ``work`` and written into ``q`` and ``scale``: the same numbers, no temporaries. With ``rounded``
+    (a buffer of the model's dtype), from the values that dtype keeps: the same int8 as quantizing after
+    loading in that dtype."""
+    if rounded is not None:
+        block = rounded[:block.numel()].view(block.shape).copy_(block)
     w = work[:block.numel()].view(block.shape).copy_(block)
     torch.linalg.vector_norm(w, float("inf"), dim=1, out=scale)      # max |w| per row
     scale.clamp_(min=1e-12).div_(127)
@@ -394,6 +397,35 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str | P
         state = convert(state, dtype, source)
     module.load_state_dict(state, strict=True, assign=True)
     return module
+
+
+def quantize_mapped(state: dict[str, torch.Tensor], int8: dict[str, str], dtype: torch.dtype | None,
+                    source: str | Path) -> dict[str, torch.Tensor]:
+    """What reading with ``int8`` does (see :func:`read_safetensors`), for a state already in memory or
+    memory-mapped (a torch file): ``int8`` maps a module's name to the weight that becomes its int8
+    ``.weight`` and float32 ``.scale``. The other tensors are converted to ``dtype`` (:func:`convert`)."""
+    pool = torch.empty(sum(state[w].numel() for w in int8.values()), dtype=torch.int8)   # one allocation
+    work = torch.empty(BLOCK_BYTES // 4, dtype=torch.float32)
+    rounded = None if dtype is None else torch.empty(work.numel(), dtype=dtype)
+    out, used, unreleased = {}, 0, 0
+    mapped = Path(source).is_file()
+    for module, name in int8.items():
+        weight = state.pop(name)                                     # [rows, cols]
+        rows, cols = weight.shape
+        q = pool[used:used + weight.numel()].view(rows, cols)
+        scale = torch.empty(rows, dtype=torch.float32)
+        used += weight.numel()
+        step = max(1, work.numel() // cols)
+        for r in range(0, rows, step):
+            converts = dtype is not None and weight.dtype != dtype
+            quantize_block(weight[r:r + step], work, q[r:r + step], scale[r:r + step], rounded if converts else None)
+        out[module + ".weight"], out[module + ".scale"] = q, scale
+        unreleased += weight.nbytes
+        if mapped and unreleased >= RELEASE_EVERY:
+            release_file_pages([Path(source)])
+            unreleased = 0
+    out.update(state if dtype is None else convert(state, dtype, source))
+    return out
 
 
 RELEASE_EVERY = 64 * 2**20      # convert() hands a mapped file's pages back after this many bytes read

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from . import hub
-from .checkpoints import (CheckpointError, load_into, read_audiocraft, read_json, read_state_dict,
-                          release_file_pages)
+from .checkpoints import (CheckpointError, load_into, quantize_mapped, read_audiocraft, read_json,
+                          read_state_dict, release_file_pages)
 from .codec import Encodec, load_encodec_audiocraft, load_encodec_hf
 from .conditioning import TextConditioner
 from .lm import LM, LMConfig, hf_names, lm_state_from_hf
@@ -98,16 +98,13 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
         folder = fetch_model(name, kind)
     if find_format(folder) == "huggingface":
         return load_huggingface(folder, dtype=dtype, name=name, quantize=quantize)
-    parts = load_audiocraft(folder, t5=t5, dtype=dtype, name=name)
-    if quantize == "int8":      # after loading: this format's float LM is held whole for a moment
-        quantize_lm_int8(parts.lm)
-    return parts
+    return load_audiocraft(folder, t5=t5, dtype=dtype, name=name, quantize=quantize)
 
 
 # ---------------------------------------------------------------- audiocraft format
 
 def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: torch.dtype | None = None,
-                    name: str | None = None) -> Components:
+                    name: str | None = None, quantize: str | None = None) -> Components:
     folder = Path(folder)
     path = folder / "state_dict.bin"
     cfg, state, _ = read_audiocraft(path)
@@ -120,7 +117,14 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
         raise CheckpointError(f"{path}: uses conditioners other than a text description "
                               f"({sorted(cfg.get('conditioners', {}))}); minicraft supports text only "
                               "(not musicgen-melody's chroma or style conditioning).")
-    lm = build(LM, LMConfig.from_audiocraft(cfg), lm_state, path, dtype)
+    with torch.device("meta"):
+        lm = LM(LMConfig.from_audiocraft(cfg))
+    if quantize == "int8":      # quantized from the mapped file, block by block: no float copy of them
+        targets = int8_modules(lm)
+        quantize_lm_int8(lm)
+        lm = load_into(lm, quantize_mapped(lm_state, targets, dtype, path), path).eval()
+    else:
+        lm = load_into(lm, lm_state, path, dtype).eval()
 
     t5_name = cfg["conditioners"]["description"]["t5"]["name"]
     t5_folder = Path(t5) if t5 is not None else hub.t5_folder(t5_name)

@@ -166,3 +166,18 @@ def test_bfloat16_on_cpu():
     model.set_generation_params(use_sampling=False, duration=0.2)
     wav = model.generate(["dog barking"])
     assert wav.dtype == torch.float32 and torch.isfinite(wav).all()
+
+
+@pytest.mark.parametrize("folder", ["musicgen_tiny", "audiogen_tiny"])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_int8_quantized_from_the_mapped_file_equals_quantizing_after(folder, dtype):
+    """audiocraft's format: the LM's weights are quantized block by block from the memory-mapped file,
+    giving exactly what quantizing a loaded model gives."""
+    from minicraft.loaders import load_components
+    from minicraft.quantize import quantize_lm_int8
+    path = str(FIXTURES / folder)
+    streamed = load_components(path, t5=T5, dtype=dtype, quantize="int8").lm.state_dict()
+    after = quantize_lm_int8(load_components(path, t5=T5, dtype=dtype).lm).state_dict()
+    assert streamed.keys() == after.keys()
+    for key, tensor in after.items():
+        assert streamed[key].dtype == tensor.dtype and torch.equal(streamed[key], tensor), key

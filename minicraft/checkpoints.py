@@ -143,7 +143,13 @@ def read_converted(path: Path, layout: list, dtype: torch.dtype | None,
     """
     int8 = int8 or {}
     stored_as = {name: (shape, end - begin) for name, _, shape, begin, end in layout}
-    int8 = {module: sources for module, sources in int8.items() if all(s in stored_as for s in sources)}
+
+    def stackable(sources: list[str]) -> bool:
+        """Matrices of this file, all as wide. Anything else is read as it is (load_into names the misfit)."""
+        shapes = [stored_as.get(s, ([], 0))[0] for s in sources]
+        return all(len(shape) == 2 and shape[1] == shapes[0][1] for shape in shapes)
+
+    int8 = {module: sources for module, sources in int8.items() if stackable(sources)}
     pool = torch.empty(sum(stored_as[s][0][0] * stored_as[s][0][1] for sources in int8.values() for s in sources),
                        dtype=torch.int8)
     tensors, into, used = {}, {}, 0            # into: source name -> (int8 rows, scale rows) it fills
@@ -404,6 +410,7 @@ def quantize_mapped(state: dict[str, torch.Tensor], int8: dict[str, str], dtype:
     """What reading with ``int8`` does (see :func:`read_safetensors`), for a state already in memory or
     memory-mapped (a torch file): ``int8`` maps a module's name to the weight that becomes its int8
     ``.weight`` and float32 ``.scale``. The other tensors are converted to ``dtype`` (:func:`convert`)."""
+    int8 = {module: name for module, name in int8.items() if name in state and state[name].dim() == 2}
     pool = torch.empty(sum(state[w].numel() for w in int8.values()), dtype=torch.int8)   # one allocation
     work = torch.empty(BLOCK_BYTES // 4, dtype=torch.float32)
     rounded = None if dtype is None else torch.empty(work.numel(), dtype=dtype)
@@ -416,8 +423,8 @@ def quantize_mapped(state: dict[str, torch.Tensor], int8: dict[str, str], dtype:
         scale = torch.empty(rows, dtype=torch.float32)
         used += weight.numel()
         step = max(1, work.numel() // cols)
+        converts = dtype is not None and weight.dtype != dtype
         for r in range(0, rows, step):
-            converts = dtype is not None and weight.dtype != dtype
             quantize_block(weight[r:r + step], work, q[r:r + step], scale[r:r + step], rounded if converts else None)
         out[module + ".weight"], out[module + ".scale"] = q, scale
         unreleased += weight.nbytes

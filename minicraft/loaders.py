@@ -117,11 +117,8 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
         raise CheckpointError(f"{path}: uses conditioners other than a text description "
                               f"({sorted(cfg.get('conditioners', {}))}); minicraft supports text only "
                               "(not musicgen-melody's chroma or style conditioning).")
-    with torch.device("meta"):
-        lm = LM(LMConfig.from_audiocraft(cfg))
-    if quantize == "int8":      # quantized from the mapped file, block by block: no float copy of them
-        targets = int8_modules(lm)
-        quantize_lm_int8(lm)
+    lm, targets = empty_lm(LMConfig.from_audiocraft(cfg), quantize)
+    if targets:                 # quantized from the mapped file, block by block: no float copy of them
         lm = load_into(lm, quantize_mapped(lm_state, targets, dtype, path), path).eval()
     else:
         lm = load_into(lm, lm_state, path, dtype).eval()
@@ -158,12 +155,8 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     weights = index if index.is_file() else folder / "model.safetensors"
     lm_cfg = LMConfig.from_hf(config["decoder"])
     single, packed = hf_names(lm_cfg)
-    with torch.device("meta"):
-        lm = LM(lm_cfg)
-    targets = int8_modules(lm) if quantize == "int8" else {}          # new int8 module -> our float weight
-    int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # -> the file's
-    if int8:
-        quantize_lm_int8(lm)    # on the meta device: the int8 modules' shapes, no memory
+    lm, targets = empty_lm(lm_cfg, quantize)
+    int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # the file's
     state = read_state_dict(weights, dtype, int8)
 
     decoder_keys = {k for k in state if k.startswith("decoder.")}
@@ -202,11 +195,18 @@ def tokenizer_for(folder: Path) -> T5Tokenizer:
 
 # ---------------------------------------------------------------- shared steps
 
-def build(cls, cfg, state: dict, source, dtype) -> nn.Module:
-    """Construct ``cls(cfg)`` without allocating, then take the checkpoint's tensors."""
+def empty_lm(cfg: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
+    """The LM on the ``meta`` device (shapes, no memory) for a checkpoint's tensors to be assigned to.
+
+    With ``quantize="int8"`` its linear layers are already :class:`~minicraft.quantize.Int8Linear`, and
+    the second value maps each of them to the float weight it replaces (ours, by name); else it is empty.
+    """
     with torch.device("meta"):
-        module = cls(cfg)
-    return load_into(module, state, source, dtype).eval()
+        lm = LM(cfg)
+    targets = int8_modules(lm) if quantize == "int8" else {}
+    if targets:
+        quantize_lm_int8(lm)
+    return lm, targets
 
 
 def text_conditioner(t5: nn.Module, tokenizer: T5Tokenizer, proj_state: dict, dim: int, source,

@@ -96,15 +96,16 @@ def quantize_lm_int8(lm: nn.Module) -> nn.Module:
     the feed-forward layers and the K output heads; embeddings, norms and
     the text projection stay as they are.
     """
-    from .attention import MultiheadAttention
-    for module in list(lm.modules()):
-        if isinstance(module, MultiheadAttention):
-            module.in_proj_int8 = Int8Linear.from_weight(module.in_proj_weight, module.in_proj_bias)
-            for name in ("in_proj_weight", "in_proj_bias"):       # free the float copies
-                delattr(module, name)
-                setattr(module, name, None)
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(module, name, Int8Linear.from_weight(child.weight, child.bias))
+    for name, weight in int8_modules(lm).items():
+        owner, _, child = name.rpartition(".")
+        owner = lm.get_submodule(owner)
+        if child == "in_proj_int8":                               # a MultiheadAttention's packed q/k/v
+            owner.in_proj_int8 = Int8Linear.from_weight(owner.in_proj_weight, owner.in_proj_bias)
+            for float_name in ("in_proj_weight", "in_proj_bias"):  # free the float copies
+                delattr(owner, float_name)
+                setattr(owner, float_name, None)
+        else:
+            linear = getattr(owner, child)
+            setattr(owner, child, Int8Linear.from_weight(linear.weight, linear.bias))
     return lm
 

@@ -22,6 +22,7 @@ import re
 import struct
 import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -375,6 +376,24 @@ def fold_weight_norm(state: dict[str, torch.Tensor], consume: bool = False) -> d
 
 
 # ---------------------------------------------------------------- into a module
+
+@contextmanager
+def on_meta():
+    """Build modules on the ``meta`` device (shapes, no memory) for a checkpoint to be assigned to.
+
+    Random initialization is skipped: the checkpoint overwrites it, and on meta tensors
+    ``normal_`` (nn.Embedding's init) runs PyTorch's Python reference kernels, whose first use
+    imports torch._dynamo and sympy: 68 MB of resident memory and about half a second, measured here.
+    """
+    normal = nn.init.normal_
+    nn.init.normal_ = lambda tensor, *args, **kwargs: (tensor if tensor.is_meta
+                                                       else normal(tensor, *args, **kwargs))
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        nn.init.normal_ = normal
+
 
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path,
               dtype: torch.dtype | None = None) -> nn.Module:

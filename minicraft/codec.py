@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoints import (CheckpointError, fold_weight_norm, load_into, read_audiocraft, read_json,
+from .checkpoints import (CheckpointError, fold_weight_norm, load_into, on_meta, read_audiocraft, read_json,
                           read_state_dict)
 from .rvq import ResidualVectorQuantizer
 from .seanet import ConvTranspose1d, SEANetConfig, SEANetDecoder, SEANetEncoder
@@ -137,7 +137,7 @@ def build(cfg: EncodecConfig, state: dict, source, dtype=None) -> Encodec:
                               "(its decode needs the per-clip scale that MusicGen/AudioGen never use).")
     state = {k: v for k, v in fold_weight_norm(state, consume=True).items()
              if k.rsplit(".", 1)[-1] not in TRAINING_ONLY}
-    with torch.device("meta"):
+    with on_meta():
         codec = Encodec(cfg)
     for i, layer in enumerate(codec.decoder.model):   # transposed convs, named as audiocraft names them
         if isinstance(layer, ConvTranspose1d):

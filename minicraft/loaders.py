@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import hub
-from .checkpoints import (CheckpointError, load_into, quantize_mapped, read_audiocraft, read_json,
+from .checkpoints import (CheckpointError, load_into, on_meta, quantize_mapped, read_audiocraft, read_json,
                           read_state_dict, release_file_pages)
 from .codec import Encodec, load_encodec_audiocraft, load_encodec_hf
 from .conditioning import TextConditioner
@@ -201,7 +201,7 @@ def empty_lm(cfg: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
     With ``quantize="int8"`` its linear layers are already :class:`~minicraft.quantize.Int8Linear`, and
     the second value maps each of them to the float weight it replaces (ours, by name); else it is empty.
     """
-    with torch.device("meta"):
+    with on_meta():
         lm = LM(cfg)
     targets = int8_modules(lm) if quantize == "int8" else {}
     if targets:
@@ -212,7 +212,7 @@ def empty_lm(cfg: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
 def text_conditioner(t5: nn.Module, tokenizer: T5Tokenizer, proj_state: dict, dim: int, source,
                      dtype) -> TextConditioner:
     t5_dim = proj_state["weight"].shape[1] if "weight" in proj_state else t5.config.d_model
-    with torch.device("meta"):
+    with on_meta():
         conditioner = TextConditioner(tokenizer, None, t5_dim, dim)
     load_into(conditioner, {f"output_proj.{k}": v for k, v in proj_state.items()}, source, dtype)
     conditioner.t5 = t5

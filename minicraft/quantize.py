@@ -48,6 +48,9 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
+        if weight.is_meta:          # shapes only, for a checkpoint to fill (on meta, the arithmetic
+            q = torch.empty(weight.shape, dtype=torch.int8, device="meta")   # would import torch._dynamo)
+            return cls(q, torch.empty(weight.shape[0], device="meta"), bias, weight.dtype)
         q, scale = quantize_rows(weight)
         return cls(q.to(weight.device), scale.to(weight.device), bias, weight.dtype)
 

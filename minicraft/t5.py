@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import CheckpointError, load_into, read_json, read_state_dict
+from .checkpoints import CheckpointError, load_into, on_meta, read_json, read_state_dict
 
 
 @dataclass
@@ -212,7 +212,7 @@ def encoder_state(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str,
 def t5_from_state(state: dict, config: dict, prefix: str = "", source="T5 checkpoint",
                   dtype: torch.dtype | None = None) -> T5Encoder:
     """Build the encoder from an already read state dict (e.g. MusicGen's ``text_encoder.``)."""
-    with torch.device("meta"):
+    with on_meta():
         model = T5Encoder(T5Config.from_hf(config))
     return load_into(model, encoder_state(state, prefix), source, dtype).eval()
 

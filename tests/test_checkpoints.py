@@ -2,6 +2,8 @@
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,21 @@ def test_converting_a_mapped_torch_file_hands_its_pages_back(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     rss = json.loads(out.stdout.strip().splitlines()[-1])
     assert rss["added"] <= 1.2 * rss["final"], rss
+
+
+def test_meta_models_skip_random_init():
+    """Building on meta must not run init kernels: in a fresh process, they import torch._dynamo (68 MB)."""
+    script = ("import sys, torch\n"
+              "from minicraft.checkpoints import on_meta\n"
+              "from minicraft.lm import LM, LMConfig\n"
+              "from minicraft.quantize import quantize_lm_int8\n"
+              "with on_meta():\n"
+              "    lm = quantize_lm_int8(LM(LMConfig(dim=64, num_heads=4, num_layers=2, ffn_dim=128)))\n"
+              "assert lm.emb[0].weight.is_meta and lm.linears[0].weight.dtype == torch.int8\n"
+              "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    real = torch.empty(1000)
+    with checkpoints.on_meta():
+        nn.init.normal_(real)                  # a real tensor is still initialized inside
+    assert real.std() > 0.5 and nn.init.normal_.__module__ == "torch.nn.init"   # and normal_ restored

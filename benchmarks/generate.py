@@ -5,6 +5,7 @@
     python benchmarks/generate.py compare --dtype bfloat16 --quantize int8    # minicraft's int8 path
     python benchmarks/generate.py precision                 # bfloat16 / int8 error against float32
     python benchmarks/generate.py profile --dtype bfloat16 --quantize int8   # where a step's time goes
+    python benchmarks/generate.py products                  # a step's matrix products alone: the floor
 
 `compare` builds random weights at the facebook/musicgen-{small,medium}
 architecture with transformers' own MusicGen class and saves them once in the
@@ -233,6 +234,90 @@ def profile(args):
         print(f"  {event.key:55s} {event.self_cpu_time_total / 1000 / steps:7.2f} ms  {event.count / steps:6.1f} calls")
 
 
+def products(args):
+    """A decoding step's matrix products alone, on musicgen-small's shapes, 2 rows (CFG): a floor.
+
+    The 148 products of one step (q/k/v, attention output, cross-attention query and output, the two
+    feed-forward layers of 24 layers, and 4 heads), random weights, timed back to back so that every
+    weight comes from memory as in a real step. What a step costs beyond this is everything else.
+    """
+    import torch.nn.functional as F
+    from minicraft import matvec
+    from minicraft.quantize import quantize_rows
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    D, H, V = 1024, 4096, 2048
+    shapes = [(3 * D, D), (D, D), (D, D), (D, D), (H, D), (D, H)] * 24 + [(V, D)] * 4
+    weights = [torch.randn(o, i) * i ** -0.5 for o, i in shapes]
+    x32 = {i: torch.randn(2, i) for i in (D, H)}
+    x16 = {i: x.bfloat16() for i, x in x32.items()}
+
+    def run(name, ws, product):
+        size = sum(w.numel() * w.element_size() for w in (w[0] if isinstance(w, tuple) else w for w in ws))
+        times = []
+        with torch.inference_mode():
+            for _ in range(args.repeats + 1):
+                t = time.perf_counter()
+                for w in ws:
+                    product(w)
+                times.append(time.perf_counter() - t)
+        ms = 1000 * statistics.median(times[1:])
+        print(f"  {name:48s} {ms:6.1f} ms per step (min {1000 * min(times[1:]):5.1f})  "
+              f"{size / 1e6:5.0f} MB  {size / ms / 1e6:5.1f} GB/s")
+
+    print(f"one decoding step's matrix products, musicgen-small shapes, 2 rows, {args.threads} threads, "
+          f"median of {args.repeats}:")
+    run("float32 weights (PyTorch, MKL)", weights, lambda w: F.linear(x32[w.shape[1]], w))
+    bf16 = [w.bfloat16() for w in weights]
+    run("bfloat16 weights and rows (PyTorch)", bf16, lambda w: F.linear(x16[w.shape[1]], w))
+    if matvec.library() is not None:
+        run("bfloat16 weights and rows (minicraft kernel)", bf16, lambda w: matvec.kernel_linear(x16[w.shape[1]], w))
+    del bf16
+    int8 = [quantize_rows(w) for w in weights]
+    del weights
+    if hasattr(torch, "_weight_int8pack_mm"):
+        run("int8 weights, float32 rows (PyTorch)", int8,
+            lambda qs: torch._weight_int8pack_mm(x32[qs[0].shape[1]], qs[0], qs[1]))
+    if matvec.library() is not None:
+        run("int8 weights, float32 rows (minicraft kernel)", int8,
+            lambda qs: matvec.kernel_linear(x32[qs[0].shape[1]], qs[0], None, qs[1]))
+    del int8
+    print("the rest of a step: one LM step of 2 rows at cache length 125, every product replaced by zeros "
+          "of its shape:")
+    for dtype, quantize in (("float32", None), ("bfloat16", None), ("float32", "int8")):
+        print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {rest_of_step(args, dtype, quantize):6.1f} ms")
+
+
+def rest_of_step(args, dtype: str, quantize: str | None, length: int = 125) -> float:
+    """Median ms of an LM decoding step without its matrix products (see ``products``)."""
+    from minicraft import MusicGen, matvec
+    from minicraft.generation import new_caches
+    model = MusicGen.get_pretrained(str(build_weights("small", Path(args.cache))), device="cpu",
+                                    dtype=getattr(torch, dtype), quantize=quantize)
+    lm, rows = model.lm, 2
+    act = next(p for p in lm.parameters() if p.is_floating_point()).dtype
+    cond = torch.randn(rows, 12, lm.cfg.dim, dtype=act)
+    caches = new_caches(lm, rows, length + 1, cond)
+    step = torch.full((rows, lm.cfg.num_codebooks, 1), 5)
+    no_product = lambda x, weight, *rest: x.new_zeros(x.shape[:-1] + (weight.shape[0],))   # noqa: E731
+    saved = matvec.linear, matvec.kernel_linear
+    times = []
+    with torch.inference_mode():
+        for _ in range(length):                                   # fill the cache with real steps
+            lm(step, cond, caches=caches)
+        matvec.linear = matvec.kernel_linear = no_product          # every product of the LM goes through these
+        try:
+            for _ in range(30):
+                for cache in caches:
+                    cache.length = length
+                t = time.perf_counter()
+                lm(step, cond, caches=caches)
+                times.append(time.perf_counter() - t)
+        finally:
+            matvec.linear, matvec.kernel_linear = saved
+    return 1000 * statistics.median(times)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -250,6 +335,10 @@ def main():
     f.add_argument("--size", default="small", choices=["small", "medium"])
     f.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
     f.add_argument("--quantize", default=None, choices=["int8"])
+    m = sub.add_parser("products", help="a decoding step's matrix products alone (the floor under a step)")
+    m.add_argument("--repeats", type=int, default=5)
+    m.add_argument("--threads", type=int, default=2)
+    m.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
     t = sub.add_parser("tiny", help="real-time factor of the shipped tiny model")
     t.add_argument("--batch", type=int, default=1)
     t.add_argument("--repeats", type=int, default=5)
@@ -279,6 +368,8 @@ def main():
         precision(args)
     elif args.command == "profile":
         profile(args)
+    elif args.command == "products":
+        products(args)
     else:
         tiny(args)
 

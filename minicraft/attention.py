@@ -165,12 +165,14 @@ class MultiheadAttention(nn.Module):
         B, T, D = x.shape
         return x.view(B, T, self.num_heads, D // self.num_heads).transpose(1, 2)  # [B, H, T, Dh]
 
-    def project(self, x: torch.Tensor, which: slice) -> torch.Tensor:
-        """Apply some of the packed projections: [B, T, D] -> [B, T, n·D]."""
+    def project(self, x: torch.Tensor, which: slice | None = None) -> torch.Tensor:
+        """Apply some of the packed projections (None: all three): [B, T, D] -> [B, T, n·D]."""
         if self.in_proj_int8 is not None:
             return self.in_proj_int8(x, which)
-        bias = None if self.in_proj_bias is None else self.in_proj_bias[which]
-        return matvec.linear(x, self.in_proj_weight[which], bias)
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        if which is not None:
+            weight, bias = weight[which], None if bias is None else bias[which]
+        return matvec.linear(x, weight, bias)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, cache: KVCache | None = None,
@@ -185,7 +187,7 @@ class MultiheadAttention(nn.Module):
         D = x.shape[-1]
         if memory is None:
             B, T, _ = x.shape
-            qkv = self.project(x, slice(0, 3 * D)).view(B, T, 3, self.num_heads, D // self.num_heads)
+            qkv = self.project(x).view(B, T, 3, self.num_heads, D // self.num_heads)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)             # split_heads of each third: 3 x [B, H, T, Dh]
             if cache is not None:
                 k, v = cache.append(k, v)

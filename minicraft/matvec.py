@@ -80,33 +80,35 @@ def library():
 
 def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """The kernel handles this product: CPU, bfloat16/int8 weights, float32/bfloat16 x of ≤ 4 rows."""
-    return (enabled and x.device.type == "cpu" and weight.device.type == "cpu"
+    return (enabled and x.is_cpu and weight.is_cpu
             and weight.dtype in (torch.bfloat16, torch.int8) and x.dtype in (torch.float32, torch.bfloat16)
-            and x.numel() // x.shape[-1] <= MAX_ROWS and weight.is_contiguous()
-            and not torch.is_grad_enabled() and library() is not None)
+            and x.numel() <= MAX_ROWS * x.shape[-1] and weight.is_contiguous()
+            and not torch.is_grad_enabled() and (_library or library()) is not None)
 
 
 def kernel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   scale: torch.Tensor | None = None) -> torch.Tensor:
     """x [..., in] @ weight[out, in]ᵀ (· scale[out]) + bias[out], through matvec.c. See :func:`applies`.
 
-    Written for few Python operations: a decoding step calls it ~150 times.
+    Written for few Python operations: a decoding step calls it ~150 times, and each Python step
+    here costs about a microsecond (the whole call ~12 µs on a tiny matrix; ``F.linear`` ~6).
     """
     out_features, in_features = weight.shape
     x = x.contiguous()                                                     # [..., in]: M rows in a row
-    rows = x.numel() // in_features
     y = x.new_empty(x.shape[:-1] + (out_features,))                       # [..., out]
     lib = _library or library()
-    bias = None if bias is None else bias.float().contiguous()            # kept alive across the call
+    if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
+        bias = bias.float().contiguous()                                   # kept alive across the call
     bias_ptr = None if bias is None else bias.data_ptr()
     is_bf16 = x.dtype == torch.bfloat16
     if weight.dtype == torch.int8:
-        scale = scale.float().contiguous()
+        if scale.dtype != torch.float32 or not scale.is_contiguous():
+            scale = scale.float().contiguous()
         status = lib.linear_int8(x.data_ptr(), is_bf16, weight.data_ptr(), scale.data_ptr(), bias_ptr,
-                                 y.data_ptr(), is_bf16, rows, out_features, in_features)
+                                 y.data_ptr(), is_bf16, x.numel() // in_features, out_features, in_features)
     else:
         status = lib.linear_bf16(x.data_ptr(), is_bf16, weight.data_ptr(), bias_ptr,
-                                 y.data_ptr(), is_bf16, rows, out_features, in_features)
+                                 y.data_ptr(), is_bf16, x.numel() // in_features, out_features, in_features)
     if status != 0:
         raise ValueError(f"matvec kernel refused {tuple(x.shape)} @ {tuple(weight.shape)}")
     return y

@@ -58,10 +58,12 @@ class Int8Linear(nn.Module):
     def in_features(self) -> int:
         return self.weight.shape[1]
 
-    def forward(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """x [..., in] -> [..., out] (or the ``rows`` slice of the outputs)."""
-        q, scale = self.weight[rows], self.scale[rows]
-        bias = None if self.bias is None else self.bias[rows]
+        q, scale, bias = self.weight, self.scale, self.bias
+        if rows is not None:
+            q, scale = q[rows], scale[rows]
+            bias = None if bias is None else bias[rows]
         if self.fast and matvec.applies(x, q):
             return matvec.kernel_linear(x, q, bias, scale)
         if self.fast and fused_kernel_applies(x, q):

@@ -253,7 +253,8 @@ def products(args):
     x16 = {i: x.bfloat16() for i, x in x32.items()}
 
     def run(name, ws, product):
-        size = sum(w.numel() * w.element_size() for w in (w[0] if isinstance(w, tuple) else w for w in ws))
+        matrices = [w[0] if isinstance(w, tuple) else w for w in ws]          # int8: (q, scale) pairs
+        size = sum(m.numel() * m.element_size() for m in matrices)
         times = []
         with torch.inference_mode():
             for _ in range(args.repeats + 1):

@@ -175,7 +175,7 @@ def compare(args):
 def tiny(args):
     from minicraft import MusicGen
     torch.set_num_threads(args.threads)
-    model = MusicGen.get_pretrained("tiny", device="cpu")
+    model = MusicGen.get_pretrained("tiny", device="cpu", dtype=getattr(torch, args.dtype), quantize=args.quantize)
     model.set_generation_params(duration=args.seconds)
     model.generate(["warm-up"])
     times = []
@@ -186,7 +186,8 @@ def tiny(args):
         times.append(time.perf_counter() - t)
     audio = args.seconds * args.batch
     best, median = min(times), statistics.median(times)
-    print(f"tiny model, {args.batch} x {args.seconds:g} s of audio, CFG 3, {args.threads} threads, "
+    weights = args.dtype + (", int8 weights" if args.quantize else "")
+    print(f"tiny model ({weights}), {args.batch} x {args.seconds:g} s of audio, CFG 3, {args.threads} threads, "
           f"{args.repeats} runs: median {median:.3f} s ({audio / median:.1f}x real time), "
           f"best {best:.3f} s ({audio / best:.1f}x real time)")
 
@@ -284,14 +285,21 @@ def products(args):
             lambda qs: matvec.kernel_linear(x32[qs[0].shape[1]], qs[0], None, qs[1]))
     del int8
     print("the rest of a step: one LM step of 2 rows at cache length 125, every product replaced by zeros "
-          "of its shape:")
+          "of its shape, each layer's other operations in PyTorch:")
     for dtype, quantize in (("float32", None), ("bfloat16", None), ("float32", "int8")):
-        print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {rest_of_step(args, dtype, quantize):6.1f} ms")
+        print(f"  {dtype + (', int8 weights' if quantize else ''):48s} "
+              f"{lm_step_ms(args, dtype, quantize, products=False, whole_layers=False):6.1f} ms")
+    print("whole LM steps (products included), 2 rows at cache length 125, each layer in one layer_step call "
+          "(matvec.c) against each layer in PyTorch:")
+    for dtype, quantize in (("bfloat16", None), ("float32", "int8"), ("bfloat16", "int8")):
+        fused, plain = (lm_step_ms(args, dtype, quantize, whole_layers=w) for w in (True, False))
+        print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {fused:6.1f} ms  (in PyTorch: {plain:5.1f})")
 
 
-def rest_of_step(args, dtype: str, quantize: str | None, length: int = 125) -> float:
-    """Median ms of an LM decoding step without its matrix products (see ``products``)."""
-    from minicraft import MusicGen, matvec
+def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, whole_layers: bool = True,
+               length: int = 125) -> float:
+    """Median ms of one LM decoding step (see ``products``); ``products=False`` replaces them by zeros."""
+    from minicraft import MusicGen, layerstep, matvec
     from minicraft.generation import new_caches
     model = MusicGen.get_pretrained(str(build_weights("small", Path(args.cache))), device="cpu",
                                     dtype=getattr(torch, dtype), quantize=quantize)
@@ -306,7 +314,9 @@ def rest_of_step(args, dtype: str, quantize: str | None, length: int = 125) -> f
     with torch.inference_mode():
         for _ in range(length):                                   # fill the cache with real steps
             lm(step, cond, caches=caches)
-        matvec.linear = matvec.kernel_linear = no_product          # every product of the LM goes through these
+        layerstep.enabled = whole_layers
+        if not products:
+            matvec.linear = matvec.kernel_linear = no_product      # every product of the LM goes through these
         try:
             for _ in range(30):
                 for cache in caches:
@@ -316,6 +326,7 @@ def rest_of_step(args, dtype: str, quantize: str | None, length: int = 125) -> f
                 times.append(time.perf_counter() - t)
         finally:
             matvec.linear, matvec.kernel_linear = saved
+            layerstep.enabled = True
     return 1000 * statistics.median(times)
 
 
@@ -343,6 +354,7 @@ def main():
     t = sub.add_parser("tiny", help="real-time factor of the shipped tiny model")
     t.add_argument("--batch", type=int, default=1)
     t.add_argument("--repeats", type=int, default=5)
+    t.add_argument("--quantize", default=None, choices=["int8"], help="int8 weights")
     w = sub.add_parser("worker")
     w.add_argument("impl", choices=["minicraft", "transformers"])
     w.add_argument("folder")

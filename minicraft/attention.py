@@ -73,12 +73,14 @@ class KVCache:
     ``keys``/``values`` are the self-attention's [B, H, max_len, Dh]; positions
     ``[:length]`` are filled. ``memory`` holds the cross-attention's keys and
     values of the text: they are the same at every step, so they are
-    projected once, at the first step, and reused.
+    projected once, at the first step, and reused. ``step_args`` is what
+    :mod:`minicraft.layerstep` prepared for this layer in this generation.
     """
     keys: torch.Tensor
     values: torch.Tensor
     length: int = 0
     memory: tuple[torch.Tensor, torch.Tensor] | None = None
+    step_args: object = None
 
     @classmethod
     def empty(cls, batch: int, heads: int, max_len: int, head_dim: int,

@@ -149,3 +149,177 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
     int8_rows(xf, w, scale, bias, y, y_bf16, (int)M, O, I);
     return 0;
 }
+
+/* ---------------------------------------------------------------- one transformer layer, one decoding step
+ *
+ * A decoding step of musicgen-small runs ~30 PyTorch operations per layer besides its six products: layer
+ * norms, the cache writes, two attentions, GELU, residual adds, views. Each costs 10-70 us, most of it
+ * because the product before it has just streamed megabytes of weights through the caches. layer_step does
+ * a whole pre-norm layer (x + SelfAttn(LN(x)); x + CrossAttn(LN(x), text); x + FFN(LN(x))) for one position
+ * in one call. Results are rounded to bfloat16 where PyTorch's bfloat16 path stores a tensor, and the
+ * products are the ones above, so the two paths differ only in the order of additions inside the norms and
+ * attention and in erff against PyTorch's erf: float32 activations agree to about 1e-6, bfloat16 ones to
+ * a rounding step here and there (tests/test_layerstep.py). */
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct {                 /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
+    const void *w;
+    const float *scale;
+    int64_t O, I;
+} Weight;
+
+typedef struct {
+    int64_t M, D, H, F;          /* rows (one per batch element), width, heads, feed-forward width */
+    int64_t T, max_len;          /* steps already cached; cache slots */
+    int64_t L;                   /* text positions (cross-attention keys) */
+    int64_t mem_sb, mem_sh, mem_sl;   /* strides (elements) of the text keys/values over batch, head, position */
+    int act_bf16;                /* activations and caches are bfloat16 (else float32) */
+    int cross;                   /* the layer has cross-attention */
+    float eps;
+    const float *norm1_w, *norm1_b, *norm_cross_w, *norm_cross_b, *norm2_w, *norm2_b;   /* float32 [D] */
+    Weight in_proj, out_proj, cross_q, cross_out, linear1, linear2;
+    void *keys, *values;               /* self-attention cache [M, H, max_len, Dh], written at slot T */
+    const void *mem_keys, *mem_values; /* cross-attention keys/values [M, H, L, Dh] (strides above) */
+    const uint8_t *mem_mask;           /* [M, L]: 1 where a query may look; NULL: everywhere */
+} LayerStep;
+
+static inline float act_at(const void *p, int bf16, int64_t i) {
+    return bf16 ? bf16_to_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+static inline float rounded(float v, int bf16) { return bf16 ? bf16_to_float(float_to_bf16(v)) : v; }
+
+static void product(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
+    if (W->scale) int8_rows(x, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
+    else bf16_rows(x, (const uint16_t *)W->w, 0, 0, y, 0, (int)M, W->O, W->I);
+    if (bf16) for (int64_t i = 0; i < M * W->O; i++) y[i] = rounded(y[i], 1);
+}
+
+static void layer_norm(const float *x, const float *w, const float *b, float eps, int64_t M, int64_t D,
+                       int bf16, float *out) {
+    for (int64_t m = 0; m < M; m++) {
+        const float *r = x + m * D;
+        float mean = 0, var = 0;
+        for (int64_t i = 0; i < D; i++) mean += r[i];
+        mean /= D;
+        for (int64_t i = 0; i < D; i++) var += (r[i] - mean) * (r[i] - mean);
+        const float inv = 1.0f / sqrtf(var / D + eps);
+        for (int64_t i = 0; i < D; i++) out[m * D + i] = rounded((r[i] - mean) * inv * w[i] + b[i], bf16);
+    }
+}
+
+/* q·k over Dh values, k float32 or bfloat16; and acc += p·v */
+static inline float dot_key(const float *q, const void *k, int bf16, int64_t n) {
+    int64_t i = 0;
+    float s = 0;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        const __m512 kv = bf16 ? load16_bf16((const uint16_t *)k + i) : _mm512_loadu_ps((const float *)k + i);
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), kv, acc);
+    }
+    s = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < n; i++) s += q[i] * act_at(k, bf16, i);
+    return s;
+}
+
+static inline void add_value(float p, const void *v, int bf16, float *acc, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    const __m512 pv = _mm512_set1_ps(p);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 vv = bf16 ? load16_bf16((const uint16_t *)v + i) : _mm512_loadu_ps((const float *)v + i);
+        _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(pv, vv, _mm512_loadu_ps(acc + i)));
+    }
+#endif
+    for (; i < n; i++) acc[i] += p * act_at(v, bf16, i);
+}
+
+/* softmax(q·kᵀ/√Dh)·v for each row and head; q [M, D] (heads contiguous), out [M, D]. Keys and values
+ * at K + m·sb + h·sh + t·st, t < n; mask [M, n] or NULL. */
+static void attend(const float *q, const void *K, const void *V, int bf16, int64_t sb, int64_t sh, int64_t st,
+                   int64_t n, const uint8_t *mask, int64_t M, int64_t H, int64_t Dh, float *out) {
+    const size_t size = bf16 ? 2 : 4;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    _Pragma("omp parallel for schedule(static)")
+    for (int64_t task = 0; task < M * H; task++) {
+        const int64_t m = task / H, h = task % H;
+        const float *qh = q + m * H * Dh + h * Dh;
+        const char *k = (const char *)K + (m * sb + h * sh) * size, *v = (const char *)V + (m * sb + h * sh) * size;
+        float *scores = malloc((size_t)n * sizeof(float)), *acc = out + m * H * Dh + h * Dh;
+        float best = -INFINITY, total = 0;
+        for (int64_t t = 0; t < n; t++) {
+            scores[t] = mask && !mask[m * n + t] ? -INFINITY : dot_key(qh, k + t * st * size, bf16, Dh) * scale;
+            if (scores[t] > best) best = scores[t];
+        }
+        for (int64_t d = 0; d < Dh; d++) acc[d] = 0;
+        for (int64_t t = 0; t < n; t++) {
+            const float p = expf(scores[t] - best);      /* a masked key: exp(-inf) = 0 */
+            total += p;
+            if (p != 0) add_value(p, v + t * st * size, bf16, acc, Dh);
+        }
+        for (int64_t d = 0; d < Dh; d++) acc[d] = rounded(acc[d] / total, bf16);
+        free(scores);
+    }
+}
+
+/* x [M, D] -> y [M, D], both in the activations' dtype. Returns 0, or -1 for shapes it does not take. */
+int layer_step(const LayerStep *a, const void *x, void *y) {
+    const int64_t M = a->M, D = a->D, H = a->H, F = a->F, Dh = D / a->H, T = a->T;
+    const int bf16 = a->act_bf16;
+    if (M < 1 || M > MAX_ROWS || D % H || T >= a->max_len) return -1;
+    float *work = malloc((size_t)M * (6 * D + F) * sizeof(float));
+    if (!work) return -1;
+    float *res = work, *h = res + M * D, *qkv = h + M * D, *att = qkv + 3 * M * D, *ff = att + M * D;
+    for (int64_t i = 0; i < M * D; i++) res[i] = act_at(x, bf16, i);
+
+    /* self-attention: project, write this step's keys and values at slot T, attend to slots 0..T */
+    layer_norm(res, a->norm1_w, a->norm1_b, a->eps, M, D, bf16, h);
+    product(&a->in_proj, h, M, qkv, bf16);                                  /* [M, 3D]: q, k, v */
+    float *q = h;                                                           /* h is free again: q [M, D] */
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t hd = 0; hd < H; hd++) {
+            const int64_t slot = ((m * H + hd) * a->max_len + T) * Dh;
+            for (int64_t d = 0; d < Dh; d++) {
+                const float *row = qkv + m * 3 * D + hd * Dh + d;
+                q[m * D + hd * Dh + d] = row[0];
+                if (bf16) {
+                    ((uint16_t *)a->keys)[slot + d] = float_to_bf16(row[D]);
+                    ((uint16_t *)a->values)[slot + d] = float_to_bf16(row[2 * D]);
+                } else {
+                    ((float *)a->keys)[slot + d] = row[D];
+                    ((float *)a->values)[slot + d] = row[2 * D];
+                }
+            }
+        }
+    attend(q, a->keys, a->values, bf16, H * a->max_len * Dh, a->max_len * Dh, Dh, T + 1, 0, M, H, Dh, att);
+    product(&a->out_proj, att, M, h, bf16);
+    for (int64_t i = 0; i < M * D; i++) res[i] = rounded(res[i] + h[i], bf16);
+
+    /* cross-attention to the text, whose keys and values an earlier step projected */
+    if (a->cross) {
+        layer_norm(res, a->norm_cross_w, a->norm_cross_b, a->eps, M, D, bf16, h);
+        product(&a->cross_q, h, M, qkv, bf16);
+        attend(qkv, a->mem_keys, a->mem_values, bf16, a->mem_sb, a->mem_sh, a->mem_sl, a->L, a->mem_mask,
+               M, H, Dh, att);
+        product(&a->cross_out, att, M, h, bf16);
+        for (int64_t i = 0; i < M * D; i++) res[i] = rounded(res[i] + h[i], bf16);
+    }
+
+    /* feed-forward: linear2(gelu(linear1(LN(x)))) */
+    layer_norm(res, a->norm2_w, a->norm2_b, a->eps, M, D, bf16, h);
+    product(&a->linear1, h, M, ff, bf16);
+    _Pragma("omp parallel for schedule(static)")
+    for (int64_t i = 0; i < M * F; i++)
+        ff[i] = rounded(0.5f * ff[i] * (1.0f + erff(ff[i] * 0.70710678118654752f)), bf16);
+    product(&a->linear2, ff, M, h, bf16);
+    for (int64_t i = 0; i < M * D; i++) {
+        const float v = rounded(res[i] + h[i], bf16);
+        if (bf16) ((uint16_t *)y)[i] = float_to_bf16(v);
+        else ((float *)y)[i] = v;
+    }
+    free(work);
+    return 0;
+}

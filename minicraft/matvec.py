@@ -14,6 +14,9 @@ when it applies (CPU tensors, bfloat16 or int8 weights, at most 4 rows,
 contiguous) and ``enabled`` is true, and otherwise calls PyTorch. Without a C
 compiler everything still works, through PyTorch. float32 weights always go
 to PyTorch, so float32 results are unchanged by this module.
+
+``matvec.c`` also holds ``layer_step``, a whole transformer layer's decoding step in one call, built on
+the same products; :mod:`minicraft.layerstep` says when it takes over.
 """
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ def library():
             i64, ptr, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
             _library.linear_bf16.argtypes = [ptr, flag, ptr, ptr, ptr, flag, i64, i64, i64]
             _library.linear_int8.argtypes = [ptr, flag, ptr, ptr, ptr, ptr, flag, i64, i64, i64]
+            _library.layer_step.argtypes = [ptr, ptr, ptr]
     return _library or None
 
 

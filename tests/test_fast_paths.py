@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from minicraft import MusicGen, matvec
+from minicraft import MusicGen, layerstep, matvec
 from minicraft.attention import MultiheadAttention
 from minicraft.precision import compare
 from minicraft.quantize import Int8Linear, quantize_rows
@@ -113,16 +113,25 @@ def test_cuda_graphs_need_cuda(reference):
 
 @pytest.mark.skipif(matvec.library() is None, reason="no C compiler here")
 def test_reduced_precision_decoding_steps_use_the_kernels(monkeypatch):
-    calls = Counter()
-    real = matvec.kernel_linear
+    """Every product of every step runs in matvec.c: alone, or inside a whole layer's step."""
+    products, layer_steps = Counter(), Counter()
+    real_product, real_layer = matvec.kernel_linear, layerstep.layer_step
 
-    def counting(x, weight, *args):
-        calls[weight.dtype] += 1
-        return real(x, weight, *args)
+    def counting_product(x, weight, *args):
+        products[weight.dtype] += 1
+        return real_product(x, weight, *args)
 
-    monkeypatch.setattr(matvec, "kernel_linear", counting)
+    def counting_layer(layer, *args):
+        y = real_layer(layer, *args)
+        layer_steps[layer.linear1.weight.dtype] += y is not None
+        return y
+
+    monkeypatch.setattr(matvec, "kernel_linear", counting_product)
+    monkeypatch.setattr(layerstep, "layer_step", counting_layer)
     for kwargs, dtype in ((dict(dtype="bfloat16"), torch.bfloat16), (dict(quantize="int8"), torch.int8)):
         model = MusicGen.get_pretrained("tiny", device="cpu", **kwargs)
         model.set_generation_params(duration=0.2)                       # 10 frames: 13 steps with the delays
         model.generate(PROMPTS[:1])
-        assert calls[dtype] == 13 * (4 * 6 + 4), calls                  # every product of every step
+        # The first step projects the text in PyTorch, its 4 layers' 6 products each through the kernel;
+        # the 12 after it run each layer in one layer_step. The 4 output heads always take the kernel.
+        assert (products[dtype], layer_steps[dtype]) == (4 * 6 + 13 * 4, 12 * 4), (products, layer_steps)

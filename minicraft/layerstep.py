@@ -1,0 +1,128 @@
+"""A transformer layer's decoding step in one call to ``matvec.c`` (CPU, bfloat16 or int8 weights).
+
+Once the products read bfloat16 or int8 weights at memory speed (:mod:`minicraft.matvec`), what is left
+of a decoding step is the thirty-odd small PyTorch operations per layer between them: norms, cache writes,
+attention, GELU, residual adds, views. Each costs far more than its arithmetic (dispatch, a new tensor,
+and caches just flushed by the product before it). ``layer_step`` in ``matvec.c`` does the whole layer
+for one position, the formula of :meth:`TransformerLayer.forward
+<minicraft.transformer.TransformerLayer.forward>`, rounding to bfloat16 where PyTorch's bfloat16 path
+stores a tensor.
+
+It takes over only where it computes exactly that layer: one new position, a plain
+:class:`~minicraft.attention.KVCache`, bfloat16 or int8 weights without biases, at most 4 rows, the fast
+paths and kernels enabled. float32 weights never come here, so float32 results stay PyTorch's, bit for
+bit; ``MINICRAFT_KERNELS=0`` (or ``matvec.enabled = False``) turns it off with the kernels.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from . import matvec
+from .attention import KVCache
+
+i64, ptr = ctypes.c_int64, ctypes.c_void_p
+enabled = True      # False: every layer runs in PyTorch (its products may still take the matvec kernels)
+
+
+class Weight(ctypes.Structure):
+    _fields_ = [("w", ptr), ("scale", ptr), ("O", i64), ("I", i64)]
+
+
+class LayerStep(ctypes.Structure):
+    """``LayerStep`` in matvec.c, field for field."""
+    _fields_ = [("M", i64), ("D", i64), ("H", i64), ("F", i64), ("T", i64), ("max_len", i64), ("L", i64),
+                ("mem_sb", i64), ("mem_sh", i64), ("mem_sl", i64),
+                ("act_bf16", ctypes.c_int), ("cross", ctypes.c_int), ("eps", ctypes.c_float),
+                *[(name, ptr) for name in ("norm1_w", "norm1_b", "norm_cross_w", "norm_cross_b",
+                                           "norm2_w", "norm2_b")],
+                *[(name, Weight) for name in ("in_proj", "out_proj", "cross_q", "cross_out", "linear1", "linear2")],
+                ("keys", ptr), ("values", ptr), ("mem_keys", ptr), ("mem_values", ptr), ("mem_mask", ptr)]
+
+
+def linear_parts(module) -> tuple:
+    """(weight, int8 scale or None, bias, fast) of an nn.Linear or an Int8Linear."""
+    return module.weight, getattr(module, "scale", None), module.bias, getattr(module, "fast", True)
+
+
+def in_proj_parts(attn) -> tuple:
+    """The same for a MultiheadAttention's packed q/k/v projection."""
+    if attn.in_proj_int8 is not None:
+        return linear_parts(attn.in_proj_int8)
+    return attn.in_proj_weight, None, attn.in_proj_bias, True
+
+
+def matrix(parts: tuple, rows: int | None = None) -> Weight | None:
+    """The C view of a weight (its first ``rows`` rows), or None if layer_step cannot take it."""
+    w, scale, bias, fast = parts
+    int8 = w.dtype == torch.int8 and scale is not None and scale.dtype == torch.float32
+    if not fast or bias is not None or not (int8 or w.dtype == torch.bfloat16) or not w.is_contiguous():
+        return None
+    rows = w.shape[0] if rows is None else rows
+    return Weight(w.data_ptr(), scale.data_ptr() if int8 else None, rows, w.shape[1])
+
+
+def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache):
+    """The fields that stay the same for a whole generation, and the tensors they point into; or None."""
+    attn, cross = layer.self_attn, layer.cross_attention
+    M, _, D = x.shape
+    H = attn.num_heads
+    if not attn.fast or not (cache.keys.dtype == x.dtype and cache.keys.shape[:2] == (M, H)
+                             and cache.keys.is_contiguous() and cache.values.is_contiguous()):
+        return None
+    args, alive = LayerStep(M=M, D=D, H=H, F=layer.linear1.weight.shape[0], max_len=cache.keys.shape[2],
+                            act_bf16=x.dtype == torch.bfloat16, cross=cross is not None, eps=layer.norm1.eps), []
+    weights = {"in_proj": matrix(in_proj_parts(attn)), "out_proj": matrix(linear_parts(attn.out_proj)),
+               "linear1": matrix(linear_parts(layer.linear1)), "linear2": matrix(linear_parts(layer.linear2))}
+    norms = {"norm1": layer.norm1, "norm2": layer.norm2}
+    if cross is not None:
+        if not cross.fast:
+            return None
+        keys, values = cache.memory                                    # [M, H, L, Dh], any strides
+        if not (keys.dtype == x.dtype and keys.shape[:2] == (M, H) and keys.stride() == values.stride()
+                and keys.stride(-1) == 1):
+            return None
+        args.L, (args.mem_sb, args.mem_sh, args.mem_sl) = keys.shape[2], keys.stride()[:3]
+        args.mem_keys, args.mem_values = keys.data_ptr(), values.data_ptr()
+        if cross_mask is not None:                                     # [M, 1, 1, L] booleans
+            if cross_mask.shape != (M, 1, 1, keys.shape[2]) or cross_mask.dtype != torch.bool:
+                return None
+            mask = cross_mask.reshape(M, -1).contiguous()
+            args.mem_mask = mask.data_ptr()
+            alive.append(mask)
+        weights.update(cross_q=matrix(in_proj_parts(cross), rows=D), cross_out=matrix(linear_parts(cross.out_proj)))
+        norms["norm_cross"] = layer.norm_cross
+    if any(w is None for w in weights.values()) or any(n.bias is None for n in norms.values()):
+        return None
+    for name, weight in weights.items():
+        setattr(args, name, weight)
+    for name, norm in norms.items():
+        w, b = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
+        setattr(args, name + "_w", w.data_ptr())
+        setattr(args, name + "_b", b.data_ptr())
+        alive += [w, b]
+    args.keys, args.values = cache.keys.data_ptr(), cache.values.data_ptr()
+    return args, alive, cross_mask
+
+
+def layer_step(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache | None):
+    """x [M, 1, D] -> the layer's output [M, 1, D], appending to ``cache``; None where it does not apply."""
+    if not (type(cache) is KVCache and x.shape[1] == 1 and x.shape[0] <= matvec.MAX_ROWS and enabled and matvec.enabled
+            and x.is_cpu and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()):
+        return None
+    if cache.memory is None and layer.cross_attention is not None:
+        return None                                   # the first step: PyTorch projects the text's keys/values
+    if cache.step_args is None:                       # the next one: prepare, or give up for this generation
+        lib = matvec._library or matvec.library()
+        cache.step_args = (lib is not None and prepare(layer, x, cross_mask, cache)) or False
+    if cache.step_args is False or cache.step_args[2] is not cross_mask or cache.length >= cache.keys.shape[2]:
+        return None
+    args = cache.step_args[0]
+    args.T = cache.length
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    if matvec._library.layer_step(ctypes.byref(args), x.data_ptr(), y.data_ptr()) != 0:
+        raise ValueError(f"layer_step refused a step of shape {tuple(x.shape)}")
+    cache.length += 1
+    return y

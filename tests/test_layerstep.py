@@ -1,0 +1,108 @@
+"""layer_step (one decoding step of a whole layer in matvec.c) against the same layer in PyTorch."""
+import copy
+
+import pytest
+import torch
+
+from minicraft import layerstep, matvec
+from minicraft.attention import KVCache, StaticKVCache
+from minicraft.quantize import quantize_lm_int8
+from minicraft.transformer import TransformerLayer
+
+pytestmark = pytest.mark.skipif(matvec.library() is None, reason="no C compiler here")
+
+D, H, F, L = 64, 4, 160, 5            # Dh = 16; F not a multiple of the kernels' 4-row blocks
+
+
+def layer_in(weights: str, act: torch.dtype, cross: bool = True) -> TransformerLayer:
+    torch.manual_seed(0)
+    layer = TransformerLayer(D, H, F, cross_attention=cross).eval()
+    for p in layer.parameters():                            # norms away from 1 and 0, to be tested too
+        p.data.add_(torch.randn_like(p) * 0.1)
+    layer.to(torch.bfloat16 if weights == "bfloat16" or act == torch.bfloat16 else torch.float32)
+    return quantize_lm_int8(layer) if weights == "int8" else layer
+
+
+def warm_cache(layer, act, rows: int, steps: int, cross_mask=None) -> tuple[KVCache, torch.Tensor]:
+    """A cache holding ``steps`` positions, with the text projected, as a generation's first pass leaves it."""
+    cache = KVCache.empty(rows, H, 12, D // H, act, "cpu")
+    text = torch.randn(rows, L, D).to(act)
+    layerstep.enabled = False
+    try:
+        with torch.inference_mode():
+            layer(torch.randn(rows, steps, D).to(act), text, cross_mask, cache)
+    finally:
+        layerstep.enabled = True
+    return cache, text
+
+
+def both_ways(layer, act, rows=2, steps=3, cross_mask=None):
+    cache, text = warm_cache(layer, act, rows, steps, cross_mask)
+    plain_cache = copy.deepcopy(cache)
+    x = torch.randn(rows, 1, D).to(act)
+    with torch.inference_mode():
+        fused = layerstep.layer_step(layer, x, cross_mask, cache)
+        layerstep.enabled = False
+        try:
+            plain = layer(x, text, cross_mask, plain_cache)
+        finally:
+            layerstep.enabled = True
+    return fused, plain, cache, plain_cache
+
+
+@pytest.mark.parametrize("weights, act", [("bfloat16", torch.bfloat16), ("int8", torch.float32),
+                                          ("int8", torch.bfloat16)])
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_layer_step_equals_the_layer(weights, act, rows):
+    fused, plain, cache, plain_cache = both_ways(layer_in(weights, act), act, rows)
+    assert fused is not None and fused.dtype == act and fused.shape == (rows, 1, D)
+    # float32 activations: only the order of additions differs; bfloat16: also one rounding here and there
+    tol = dict(atol=1e-5, rtol=1e-5) if act == torch.float32 else dict(atol=0.05, rtol=0.02)
+    torch.testing.assert_close(fused, plain, **tol)
+    assert cache.length == plain_cache.length == 4
+    torch.testing.assert_close(cache.keys, plain_cache.keys, **tol)          # the new slot, written the same
+    torch.testing.assert_close(cache.values, plain_cache.values, **tol)
+
+
+def test_masked_text_positions_are_ignored():
+    act = torch.float32
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)[:, None, None]   # [2, 1, 1, L]
+    fused, plain, *_ = both_ways(layer_in("int8", act), act, cross_mask=mask)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_a_layer_without_cross_attention():
+    fused, plain, *_ = both_ways(layer_in("int8", torch.float32, cross=False), torch.float32)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_it_stays_out_where_it_would_not_be_the_same_layer():
+    act = torch.float32
+    fp32 = layer_in("float32", act)
+    cache, text = warm_cache(fp32, act, 2, 3)
+    x = torch.randn(2, 1, D)
+    with torch.inference_mode():
+        assert layerstep.layer_step(fp32, x, None, cache) is None             # float32 weights: PyTorch's
+        int8 = layer_in("int8", act)
+        cache, _ = warm_cache(int8, act, 2, 3)
+        assert layerstep.layer_step(int8, torch.randn(2, 2, D), None, cache) is None      # two positions
+        assert layerstep.layer_step(int8, torch.randn(5, 1, D), None, cache) is None      # five rows
+        static = StaticKVCache.empty(2, H, 12, D // H, act, "cpu")
+        assert layerstep.layer_step(int8, x, None, static) is None                       # a CUDA-graph cache
+        unprojected = KVCache.empty(2, H, 12, D // H, act, "cpu")
+        assert layerstep.layer_step(int8, x, None, unprojected) is None                  # text not projected
+        int8.self_attn.fast = False                                                        # the plain formula
+        fresh, _ = warm_cache(int8, act, 2, 3)
+        assert layerstep.layer_step(int8, x, None, fresh) is None
+    with torch.enable_grad():
+        assert layerstep.layer_step(layer_in("int8", act), x, None, warm_cache(int8, act, 2, 3)[0]) is None
+
+
+def test_a_full_cache_is_left_to_pytorch_to_refuse():
+    act = torch.float32
+    layer = layer_in("int8", act)
+    cache, text = warm_cache(layer, act, 2, 12)
+    with torch.inference_mode():
+        assert layerstep.layer_step(layer, torch.randn(2, 1, D), None, cache) is None
+        with pytest.raises(ValueError, match="KV cache holds 12 steps"):
+            layer(torch.randn(2, 1, D), text, None, cache)

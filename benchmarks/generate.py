@@ -1,11 +1,13 @@
 """Generation speed and memory, measured side by side in one run.
 
     python benchmarks/generate.py tiny                      # real-time factor of the shipped tiny model
+    python benchmarks/generate.py tiny --dtype bfloat16     # ... in bfloat16 (also --quantize int8)
     python benchmarks/generate.py compare --size small      # minicraft vs transformers, same weights
     python benchmarks/generate.py compare --dtype bfloat16 --quantize int8    # minicraft's int8 path
     python benchmarks/generate.py precision                 # bfloat16 / int8 error against float32
     python benchmarks/generate.py profile --dtype bfloat16 --quantize int8   # where a step's time goes
-    python benchmarks/generate.py products                  # a step's matrix products alone: the floor
+    python benchmarks/generate.py products                  # a step's matrix products alone: the floor,
+                                                            # and whole LM steps with and without layer_step
 
 `compare` builds random weights at the facebook/musicgen-{small,medium}
 architecture with transformers' own MusicGen class and saves them once in the

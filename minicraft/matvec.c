@@ -163,7 +163,7 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct {                 /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
+typedef struct {   /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
     const void *w;
     const float *scale;
     int64_t O, I;

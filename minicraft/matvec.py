@@ -57,7 +57,7 @@ def compile_kernels() -> Path | None:
         out = Path(tmp) / target.name
         for attempt in (flags, [f for f in flags if f != "-fopenmp"]):   # no OpenMP: one thread, same results
             try:
-                done = subprocess.run([compiler, *attempt, str(SOURCE), "-o", str(out)], capture_output=True)
+                done = subprocess.run([compiler, *attempt, str(SOURCE), "-o", str(out), "-lm"], capture_output=True)
             except OSError:                                             # CC names no runnable program
                 return None
             if done.returncode == 0:

@@ -1,7 +1,8 @@
 """Every fast path gives the plain path's tokens in float32; reduced precision stays within its stated error.
 
 The stated errors (README, "Devices"; `benchmarks/generate.py precision`) are measured on the shipped tiny
-model, 4 prompts, 100 greedy steps with CFG 3; the bounds below leave room around those measurements.
+model, 4 prompts one at a time (so bfloat16 and int8 layers run as layer_step calls), 100 greedy steps with
+CFG 3, logits teacher-forced through the KV cache; the bounds below leave room around those measurements.
 """
 from collections import Counter
 
@@ -56,9 +57,9 @@ def test_quantize_rows_error_is_half_a_step():
 
 
 @pytest.mark.parametrize("kwargs, max_mean_diff, min_teacher_forced", [
-    (dict(dtype="bfloat16"), 0.06, 0.88),                     # measured: 0.036 std, 93.2 %
-    (dict(quantize="int8"), 0.015, 0.96),                     # measured: 0.0076 std, 98.3 %
-    (dict(dtype="bfloat16", quantize="int8"), 0.06, 0.88),    # measured: 0.037 std, 92.4 %
+    (dict(dtype="bfloat16"), 0.06, 0.88),                     # measured: 0.042 std, 93.1 %
+    (dict(quantize="int8"), 0.015, 0.96),                     # measured: 0.0089 std, 98.3 %
+    (dict(dtype="bfloat16", quantize="int8"), 0.06, 0.88),    # measured: 0.043 std, 92.1 %
 ])
 @pytest.mark.parametrize("kernels", [True, False], ids=["matvec kernels", "pytorch kernels"])
 def test_reduced_precision_within_stated_error(reference, kwargs, max_mean_diff, min_teacher_forced, kernels,

@@ -54,20 +54,22 @@ def step_ms(stamps: list[float]) -> float:
 
 # ---------------------------------------------------------------------------------------------- workers
 
-def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None) -> dict:
+def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None,
+                  batch: int = 1) -> dict:
     from minicraft import MusicGen
+    prompts = PROMPTS * batch
     t = time.perf_counter()
     model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype), quantize=quantize)
     load = time.perf_counter() - t
     model.set_generation_params(duration=seconds, cfg_coef=3.0, top_k=250)
     t = time.perf_counter()
-    model.conditioner(PROMPTS + [None])
+    model.conditioner(prompts + [None] * batch)
     t5 = time.perf_counter() - t
     stamps = []
     model.set_custom_progress_callback(lambda done, total: stamps.append(time.perf_counter()))
     torch.manual_seed(seed)
     t = time.perf_counter()
-    tokens = model.generate_tokens(PROMPTS, None)
+    tokens = model.generate_tokens(prompts, None)
     decode_start = time.perf_counter()
     model.generate_audio(tokens)
     end = time.perf_counter()
@@ -75,7 +77,8 @@ def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: 
                 encodec_s=end - decode_start, total_s=end - t, peak_rss=peak_rss(), tokens=tokens.tolist())
 
 
-def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None) -> dict:
+def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None,
+                     batch: int = 1) -> dict:
     import transformers
     from minicraft.tokenizer import T5Tokenizer
     from transformers import LogitsProcessor, LogitsProcessorList
@@ -84,7 +87,7 @@ def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantiz
     model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, dtype))
     model.eval()
     load = time.perf_counter() - t
-    ids, mask = T5Tokenizer.from_dir(folder)(PROMPTS)
+    ids, mask = T5Tokenizer.from_dir(folder)(PROMPTS * batch)
     with torch.no_grad():
         t = time.perf_counter()
         model.text_encoder(input_ids=torch.cat([ids, torch.zeros_like(ids)]),
@@ -122,7 +125,8 @@ def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantiz
 
 def worker(impl: str, folder: Path, args) -> dict:
     cmd = [sys.executable, __file__, "worker", impl, str(folder), "--seconds", str(args.seconds),
-           "--seed", str(args.seed), "--dtype", args.dtype, "--threads", str(args.threads)]
+           "--seed", str(args.seed), "--dtype", args.dtype, "--threads", str(args.threads),
+           "--batch", str(args.batch)]
     if impl == "minicraft" and args.quantize:
         cmd += ["--quantize", args.quantize]
     env = dict(os.environ, MINICRAFT_KERNELS="0") if args.no_kernels else None
@@ -162,8 +166,8 @@ def compare(args):
             print(f"run {i + 1}/{args.repeats} {impl}: {runs[impl][-1]['step_ms']:.1f} ms/step", file=sys.stderr)
     quantized = f", minicraft with {args.quantize} weights" if args.quantize else ""
     quantized += ", minicraft without its matvec kernels" if args.no_kernels else ""
-    print(f"\nmusicgen-{args.size} (random weights), {args.dtype}{quantized}, {args.seconds:g} s, CFG 3, top-k 250, "
-          f"{args.threads} threads, {args.repeats} runs each")
+    print(f"\nmusicgen-{args.size} (random weights), {args.dtype}{quantized}, {args.batch} x {args.seconds:g} s, "
+          f"CFG 3, top-k 250, {args.threads} threads, {args.repeats} runs each")
     print(f"{'':13s} {'ms/step':>8s} {'min':>7s} {'max':>7s} {'T5 ms':>8s} {'EnCodec ms':>9s} "
           f"{'total s':>8s} {'peak GiB':>8s}")
     rows = {impl: summary(impl, r) for impl, r in runs.items()}
@@ -361,6 +365,8 @@ def main():
     w.add_argument("impl", choices=["minicraft", "transformers"])
     w.add_argument("folder")
     w.add_argument("--quantize", default=None, choices=["int8"])
+    for q in (c, w):
+        q.add_argument("--batch", type=int, default=1, help="prompts per generation")
     for q in (c, e, t, f):
         q.add_argument("--no-kernels", action="store_true",
                        help="minicraft without its bfloat16/int8 matvec kernels (PyTorch's instead)")
@@ -376,7 +382,7 @@ def main():
     if args.command == "worker":
         torch.set_num_threads(args.threads)
         run = run_minicraft if args.impl == "minicraft" else run_transformers
-        print(json.dumps(run(args.folder, args.seconds, args.seed, args.dtype, args.quantize)))
+        print(json.dumps(run(args.folder, args.seconds, args.seed, args.dtype, args.quantize, args.batch)))
     elif args.command == "compare":
         compare(args)
     elif args.command == "precision":

@@ -9,9 +9,9 @@ for one position, the formula of :meth:`TransformerLayer.forward
 stores a tensor.
 
 It takes over only where it computes exactly that layer: one new position, a plain
-:class:`~minicraft.attention.KVCache`, bfloat16 or int8 weights without biases, at most 4 rows, the fast
-paths and kernels enabled. float32 weights never come here, so float32 results stay PyTorch's, bit for
-bit; ``MINICRAFT_KERNELS=0`` (or ``matvec.enabled = False``) turns it off with the kernels.
+:class:`~minicraft.attention.KVCache`, bfloat16 (at most 4 rows) or int8 (at most 16) weights without
+biases, the fast paths and kernels enabled. float32 weights never come here, so float32 results stay
+PyTorch's, bit for bit; ``MINICRAFT_KERNELS=0`` (or ``matvec.enabled = False``) turns it off with the kernels.
 """
 from __future__ import annotations
 
@@ -95,6 +95,8 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
         norms["norm_cross"] = layer.norm_cross
     if any(w is None for w in weights.values()) or any(n.bias is None for n in norms.values()):
         return None
+    if any(not w.scale for w in weights.values()) and M > matvec.MAX_ROWS:
+        return None                     # bfloat16 weights and more rows: PyTorch's GEMM is faster
     for name, weight in weights.items():
         setattr(args, name, weight)
     for name, norm in norms.items():
@@ -108,8 +110,8 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
 
 def layer_step(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache | None):
     """x [M, 1, D] -> the layer's output [M, 1, D], appending to ``cache``; None where it does not apply."""
-    if not (type(cache) is KVCache and x.shape[1] == 1 and x.shape[0] <= matvec.MAX_ROWS and enabled and matvec.enabled
-            and x.is_cpu and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()):
+    if not (type(cache) is KVCache and x.shape[1] == 1 and x.shape[0] <= matvec.MAX_ROWS_INT8 and enabled
+            and matvec.enabled and x.is_cpu and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()):
         return None
     if cache.memory is None and layer.cross_attention is not None:
         return None                                   # the first step: PyTorch projects the text's keys/values

@@ -14,10 +14,11 @@
  * GEMM), transposed or strided layouts (callers pass contiguous tensors).
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define MAX_ROWS 4
-#define BLOCK 4          /* output rows per task: the dot4x2 functions below take four */
+#define MAX_ROWS 16      /* activation rows (matvec.py sends bfloat16 weights at most 4: PyTorch is faster beyond) */
+#define BLOCK 4         /* output rows per task: the dot4x2 functions below take four */
 
 static inline float bf16_to_float(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;          /* bfloat16 is the top half of a float32 */
@@ -134,19 +135,21 @@ ROWS(int8_rows, int8_t, dot4x2_int8)
  * scale and bias [O] are float32 or NULL. Returns 0, or -1 when M is out of range. */
 int linear_bf16(const void *x, int x_bf16, const uint16_t *w, const float *bias,
                 void *y, int y_bf16, int64_t M, int64_t O, int64_t I) {
-    if (M < 1 || M > MAX_ROWS) return -1;
-    float xf[M * I];                       /* the activations as float32, on the stack */
+    float *xf = M < 1 || M > MAX_ROWS ? 0 : malloc((size_t)(M * I) * sizeof(float));   /* x as float32 */
+    if (!xf) return -1;
     load_rows(x, x_bf16, xf, M * I);
     bf16_rows(xf, w, 0, bias, y, y_bf16, (int)M, O, I);
+    free(xf);
     return 0;
 }
 
 int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, const float *bias,
                 void *y, int y_bf16, int64_t M, int64_t O, int64_t I) {
-    if (M < 1 || M > MAX_ROWS) return -1;
-    float xf[M * I];                       /* the activations as float32, on the stack */
+    float *xf = M < 1 || M > MAX_ROWS ? 0 : malloc((size_t)(M * I) * sizeof(float));   /* x as float32 */
+    if (!xf) return -1;
     load_rows(x, x_bf16, xf, M * I);
     int8_rows(xf, w, scale, bias, y, y_bf16, (int)M, O, I);
+    free(xf);
     return 0;
 }
 
@@ -161,7 +164,6 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
  * attention and in erff against PyTorch's erf: float32 activations agree to about 1e-6, bfloat16 ones to
  * a rounding step here and there (tests/test_layerstep.py). */
 #include <math.h>
-#include <stdlib.h>
 
 typedef struct {   /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
     const void *w;

@@ -10,8 +10,8 @@ smaller weights were for. ``matvec.c`` is a plain loop that reads them
 calls it through ctypes.
 
 :func:`linear` is ``F.linear`` with that shortcut: it takes the kernel only
-when it applies (CPU tensors, bfloat16 or int8 weights, at most 4 rows,
-contiguous) and ``enabled`` is true, and otherwise calls PyTorch. Without a C
+when it applies (CPU tensors, bfloat16 weights with at most 4 rows or int8
+ones with at most 16, contiguous) and ``enabled`` is true, and otherwise calls PyTorch. Without a C
 compiler everything still works, through PyTorch. float32 weights always go
 to PyTorch, so float32 results are unchanged by this module.
 
@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 SOURCE = Path(__file__).with_name("matvec.c")
-MAX_ROWS = 4
+MAX_ROWS = 4            # bfloat16 weights: from 8 rows on, PyTorch's own GEMM is faster (benchmarks/README.md)
+MAX_ROWS_INT8 = 16      # int8 weights: below this PyTorch has nothing nearly as fast (matvec.c takes up to 16)
 enabled = os.environ.get("MINICRAFT_KERNELS", "1") != "0"   # False: always PyTorch (the plain path)
 _library = None          # the loaded kernels; False once we know they cannot be built here
 
@@ -83,10 +84,11 @@ def library():
 
 
 def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """The kernel handles this product: CPU, bfloat16/int8 weights, float32/bfloat16 x of ≤ 4 rows."""
+    """The kernel handles this product: CPU, bfloat16 (≤ 4 rows) or int8 (≤ 16) weights, float32/bfloat16 x."""
+    rows = MAX_ROWS_INT8 if weight.dtype == torch.int8 else MAX_ROWS
     return (enabled and x.is_cpu and weight.is_cpu
             and weight.dtype in (torch.bfloat16, torch.int8) and x.dtype in (torch.float32, torch.bfloat16)
-            and x.numel() <= MAX_ROWS * x.shape[-1] and weight.is_contiguous()
+            and x.numel() <= rows * x.shape[-1] and weight.is_contiguous()
             and not torch.is_grad_enabled() and (_library or library()) is not None)
 
 

@@ -32,11 +32,12 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class Int8Linear(nn.Module):
     """A linear layer with int8 weights; ``forward(x, rows)`` may use a slice of its outputs.
 
-    ``fast`` reads the int8 weights directly: for a decoding step's few rows
-    with minicraft's own kernel (:mod:`minicraft.matvec`),
-    otherwise with PyTorch's fused CPU kernel (``torch._weight_int8pack_mm``).
-    The plain path dequantizes (``q · scale``) and calls an ordinary matmul,
-    which any device can run.
+    ``fast`` reads the int8 weights directly for a decoding step's rows (up to
+    16, CPU) with minicraft's own kernel (:mod:`minicraft.matvec`). Otherwise,
+    and always with ``fast = False``, it dequantizes (``q · scale``) and calls
+    an ordinary matmul, which any device can run. (PyTorch's own int8 CPU
+    kernel, ``torch._weight_int8pack_mm``, was the fast path for more rows
+    until we measured it 4-50x slower than dequantizing: benchmarks/README.md.)
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
@@ -66,18 +67,7 @@ class Int8Linear(nn.Module):
             bias = None if bias is None else bias[rows]
         if self.fast and matvec.applies(x, q):
             return matvec.kernel_linear(x, q, bias, scale)
-        if self.fast and fused_kernel_applies(x, q):
-            y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale.to(x.dtype))
-            y = y.view(*x.shape[:-1], q.shape[0])
-            return y if bias is None else y + bias.to(x.dtype)
         return F.linear(x, q.to(x.dtype) * scale.to(x.dtype)[:, None], None if bias is None else bias.to(x.dtype))
-
-
-def fused_kernel_applies(x: torch.Tensor, q: torch.Tensor) -> bool:
-    """The fused kernel exists on CPU for float activations; it wants contiguous inputs."""
-    return (x.device.type == "cpu" and hasattr(torch, "_weight_int8pack_mm")
-            and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
-            and q.is_contiguous() and x.is_contiguous())
 
 
 def int8_modules(lm: nn.Module) -> dict[str, str]:

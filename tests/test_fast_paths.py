@@ -41,7 +41,7 @@ def test_fused_attention_gives_the_plain_tokens(reference):
                 module.fast = True
 
 
-def test_int8_fused_kernel_gives_the_dequantized_tokens():
+def test_int8_fast_path_gives_the_dequantized_tokens():
     model = MusicGen.get_pretrained("tiny", device="cpu", quantize="int8")
     assert sum(isinstance(m, Int8Linear) for m in model.lm.modules()) == 4 * 6 + 4   # per layer 6, and 4 heads
     assert not any(p.dtype == torch.float32 and p.dim() == 2 and p.shape[0] == 3 * 192

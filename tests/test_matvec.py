@@ -16,7 +16,7 @@ def reference(x, weight, bias=None, scale=None):
 
 
 # Shapes with every kind of tail: outputs not a multiple of the 4-row block, inputs not a multiple of
-# 16 weights (one vector) or of a 64-byte line, and 1-4 activation rows.
+# 16 weights (one vector) or of a 64-byte line, and 1-4 activation rows (int8: up to 16).
 SHAPES = [(4096, 1024), (1024, 4096), (7, 33), (3, 5), (5, 80), (9, 100)]
 
 
@@ -37,7 +37,7 @@ def test_bf16_kernel_is_the_product_rounded_once(rows, out_features, in_features
 
 
 @needs_kernels
-@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 16])                # int8: up to 16 rows (4 prompts' CFG and more)
 @pytest.mark.parametrize("out_features, in_features", SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_int8_kernel_matches_the_dequantized_product(rows, out_features, in_features, dtype):
@@ -60,6 +60,9 @@ def test_linear_takes_the_kernel_only_where_it_applies():
         assert matvec.applies(torch.randn(2, 16).bfloat16(), w)
         assert matvec.applies(torch.randn(1, 4, 16).bfloat16(), w)             # 4 rows
         assert not matvec.applies(torch.randn(5, 16).bfloat16(), w)            # prefill: PyTorch's GEMM
+        q, _ = quantize_rows(torch.randn(8, 16))
+        assert matvec.applies(torch.randn(16, 16), q)                          # int8: up to 16 rows
+        assert not matvec.applies(torch.randn(17, 16), q)
         assert not matvec.applies(torch.randn(2, 16), w.float())               # float32: PyTorch, unchanged
         assert not matvec.applies(torch.randn(2, 16).bfloat16(), w.t().contiguous().t())   # strided weight
     assert not matvec.applies(torch.randn(2, 16).bfloat16(), w)                # autograd on: PyTorch

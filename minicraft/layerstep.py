@@ -93,7 +93,7 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
             alive.append(mask)
         weights.update(cross_q=matrix(in_proj_parts(cross), rows=D), cross_out=matrix(linear_parts(cross.out_proj)))
         norms["norm_cross"] = layer.norm_cross
-    if any(w is None for w in weights.values()) or any(n.bias is None for n in norms.values()):
+    if any(w is None for w in weights.values()) or any(n.weight is None or n.bias is None for n in norms.values()):
         return None
     if any(not w.scale for w in weights.values()) and M > matvec.MAX_ROWS:
         return None                     # bfloat16 weights and more rows: PyTorch's GEMM is faster
@@ -111,7 +111,8 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
 def layer_step(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache | None):
     """x [M, 1, D] -> the layer's output [M, 1, D], appending to ``cache``; None where it does not apply."""
     if not (type(cache) is KVCache and x.shape[1] == 1 and x.shape[0] <= matvec.MAX_ROWS_INT8 and enabled
-            and matvec.enabled and x.is_cpu and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()):
+            and matvec.enabled and x.is_cpu and x.dtype in (torch.float32, torch.bfloat16)
+            and not torch.is_grad_enabled()):
         return None
     if cache.memory is None and layer.cross_attention is not None:
         return None                                   # the first step: PyTorch projects the text's keys/values

@@ -5,8 +5,9 @@ of a decoding step is the thirty-odd small PyTorch operations per layer between 
 attention, GELU, residual adds, views. Each costs far more than its arithmetic (dispatch, a new tensor,
 and caches just flushed by the product before it). ``layer_step`` in ``matvec.c`` does the whole layer
 for one position, the formula of :meth:`TransformerLayer.forward
-<minicraft.transformer.TransformerLayer.forward>`, rounding to bfloat16 where PyTorch's bfloat16 path
-stores a tensor.
+<minicraft.transformer.TransformerLayer.forward>`, rounding to bfloat16 where the layer stores a tensor.
+With float32 activations (int8 weights) it matches PyTorch's layer to ~1e-6; with bfloat16 ones it is as
+close to float32 as PyTorch's bfloat16 layer, but not the same trajectory (benchmarks/README.md).
 
 It takes over only where it computes exactly that layer: one new position, a plain
 :class:`~minicraft.attention.KVCache`, bfloat16 (at most 4 rows) or int8 (at most 16) weights without
@@ -16,6 +17,7 @@ PyTorch's, bit for bit; ``MINICRAFT_KERNELS=0`` (or ``matvec.enabled = False``) 
 from __future__ import annotations
 
 import ctypes
+from typing import NamedTuple
 
 import torch
 
@@ -24,6 +26,13 @@ from .attention import KVCache
 
 i64, ptr = ctypes.c_int64, ctypes.c_void_p
 enabled = True      # False: every layer runs in PyTorch (its products may still take the matvec kernels)
+
+
+class Prepared(NamedTuple):
+    """What one layer's steps share for a whole generation (kept on its KVCache as ``step_args``)."""
+    args: "LayerStep"              # the C arguments; only ``T`` changes from step to step
+    alive: list                    # tensors the arguments point into (float32 norms, the mask)
+    cross_mask: torch.Tensor | None
 
 
 class Weight(ctypes.Structure):
@@ -63,8 +72,8 @@ def matrix(parts: tuple, rows: int | None = None) -> Weight | None:
     return Weight(w.data_ptr(), scale.data_ptr() if int8 else None, rows, w.shape[1])
 
 
-def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache):
-    """The fields that stay the same for a whole generation, and the tensors they point into; or None."""
+def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache) -> Prepared | None:
+    """The arguments that stay the same for a whole generation, or None if layer_step cannot run it."""
     attn, cross = layer.self_attn, layer.cross_attention
     M, _, D = x.shape
     H = attn.num_heads
@@ -105,23 +114,26 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
         setattr(args, name + "_b", b.data_ptr())
         alive += [w, b]
     args.keys, args.values = cache.keys.data_ptr(), cache.values.data_ptr()
-    return args, alive, cross_mask
+    return Prepared(args, alive, cross_mask)
 
 
 def layer_step(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache | None):
     """x [M, 1, D] -> the layer's output [M, 1, D], appending to ``cache``; None where it does not apply."""
-    if not (type(cache) is KVCache and x.shape[1] == 1 and x.shape[0] <= matvec.MAX_ROWS_INT8 and enabled
-            and matvec.enabled and x.is_cpu and x.dtype in (torch.float32, torch.bfloat16)
-            and not torch.is_grad_enabled()):
+    if type(cache) is not KVCache or cache.step_args is False:    # e.g. float32: decided at its first step
+        return None
+    if not (x.shape[1] == 1 and x.shape[0] <= matvec.MAX_ROWS_INT8 and enabled and matvec.enabled and x.is_cpu
+            and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()):
         return None
     if cache.memory is None and layer.cross_attention is not None:
         return None                                   # the first step: PyTorch projects the text's keys/values
     if cache.step_args is None:                       # the next one: prepare, or give up for this generation
         lib = matvec._library or matvec.library()
         cache.step_args = (lib is not None and prepare(layer, x, cross_mask, cache)) or False
-    if cache.step_args is False or cache.step_args[2] is not cross_mask or cache.length >= cache.keys.shape[2]:
+        if cache.step_args is False:
+            return None
+    if cache.step_args.cross_mask is not cross_mask or cache.length >= cache.keys.shape[2]:
         return None
-    args = cache.step_args[0]
+    args = cache.step_args.args
     args.T = cache.length
     x = x.contiguous()
     y = torch.empty_like(x)

@@ -159,10 +159,11 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
  * norms, the cache writes, two attentions, GELU, residual adds, views. Each costs 10-70 us, most of it
  * because the product before it has just streamed megabytes of weights through the caches. layer_step does
  * a whole pre-norm layer (x + SelfAttn(LN(x)); x + CrossAttn(LN(x), text); x + FFN(LN(x))) for one position
- * in one call. Results are rounded to bfloat16 where PyTorch's bfloat16 path stores a tensor, and the
- * products are the ones above, so the two paths differ only in the order of additions inside the norms and
- * attention and in erff against PyTorch's erf: float32 activations agree to about 1e-6, bfloat16 ones to
- * a rounding step here and there (tests/test_layerstep.py). */
+ * in one call, on the products above. Results are rounded to bfloat16 where the layer's tensors are stored.
+ * With float32 activations it agrees with PyTorch's layer to about 1e-6 (the order of additions in norms and
+ * attention, erff against PyTorch's erf); with bfloat16 ones about half the outputs differ by one bfloat16
+ * step, so PyTorch seems to round some intermediate that this keeps in float32 (not traced;
+ * tests/test_layerstep.py). */
 #include <math.h>
 
 typedef struct {   /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
@@ -275,7 +276,7 @@ int layer_step(const LayerStep *a, const void *x, void *y) {
     float *work = malloc((size_t)M * (6 * D + F) * sizeof(float));
     if (!work) return -1;
     float *res = work, *h = res + M * D, *qkv = h + M * D, *att = qkv + 3 * M * D, *ff = att + M * D;
-    for (int64_t i = 0; i < M * D; i++) res[i] = act_at(x, bf16, i);
+    load_rows(x, bf16, res, M * D);
 
     /* self-attention: project, write this step's keys and values at slot T, attend to slots 0..T */
     layer_norm(res, a->norm1_w, a->norm1_b, a->eps, M, D, bf16, h);
@@ -287,13 +288,8 @@ int layer_step(const LayerStep *a, const void *x, void *y) {
             for (int64_t d = 0; d < Dh; d++) {
                 const float *row = qkv + m * 3 * D + hd * Dh + d;
                 q[m * D + hd * Dh + d] = row[0];
-                if (bf16) {
-                    ((uint16_t *)a->keys)[slot + d] = float_to_bf16(row[D]);
-                    ((uint16_t *)a->values)[slot + d] = float_to_bf16(row[2 * D]);
-                } else {
-                    ((float *)a->keys)[slot + d] = row[D];
-                    ((float *)a->values)[slot + d] = row[2 * D];
-                }
+                store(a->keys, bf16, slot + d, row[D]);
+                store(a->values, bf16, slot + d, row[2 * D]);
             }
         }
     attend(q, a->keys, a->values, bf16, H * a->max_len * Dh, a->max_len * Dh, Dh, T + 1, 0, M, H, Dh, att);
@@ -317,11 +313,7 @@ int layer_step(const LayerStep *a, const void *x, void *y) {
     for (int64_t i = 0; i < M * F; i++)
         ff[i] = rounded(0.5f * ff[i] * (1.0f + erff(ff[i] * 0.70710678118654752f)), bf16);
     product(&a->linear2, ff, M, h, bf16);
-    for (int64_t i = 0; i < M * D; i++) {
-        const float v = rounded(res[i] + h[i], bf16);
-        if (bf16) ((uint16_t *)y)[i] = float_to_bf16(v);
-        else ((float *)y)[i] = v;
-    }
+    for (int64_t i = 0; i < M * D; i++) store(y, bf16, i, res[i] + h[i]);
     free(work);
     return 0;
 }

@@ -13,6 +13,7 @@
  * Not handled: more than MAX_ROWS activation rows (prefill uses PyTorch's
  * GEMM), transposed or strided layouts (callers pass contiguous tensors).
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,118 @@ static void NAME(const float *xf, const WTYPE *w, const float *scale, const floa
 ROWS(bf16_rows, uint16_t, dot4x2_bf16)
 ROWS(int8_rows, int8_t, dot4x2_int8)
 
+/* int8 weights against bfloat16 activations, in integers (AVX-512 VNNI). In float32 each int8 weight costs
+ * a widening, a conversion and one multiply-add per activation row; with both cores streaming weights, that
+ * arithmetic, not memory, sets the pace (benchmarks/README.md). vpdpwssd multiplies 32 int16 pairs and adds
+ * them into 16 int32 sums in one instruction, after a single widening of the weights. So each activation row
+ * is scaled by a power of two to 16-bit integers (|xq| <= 2^15): a bfloat16 value has 8 significant bits, so
+ * every value at least 1/128 of the row's largest stays exact, and the others are rounded by at most
+ * max|x|·2^-15. The int32 sums are exact (under 2^31 for up to 8192 inputs). float32 activations never come
+ * here: they would lose more than float32 rounding does. */
+#define INT16_MAX_INPUTS 8192
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+static inline void dot4x2_int16(const int8_t *u0, const int8_t *u1, const int8_t *u2, const int8_t *u3,
+                                const int16_t *x0, const int16_t *x1, int64_t I, int32_t out[4][2]) {
+    __m512i s00 = _mm512_setzero_si512(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+    int64_t i = 0;
+#define DPWSSD(U, S0, S1) { const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)((U) + i + k))); \
+                            S0 = _mm512_dpwssd_epi32(S0, w, a); S1 = _mm512_dpwssd_epi32(S1, w, b); }
+    for (; i + 64 <= I; i += 64) {                      /* a cache line of each row; prefetch as in DOT4X2_WIDE */
+        _mm_prefetch((const char *)(u0 + i + 4 * I), _MM_HINT_T0);
+        _mm_prefetch((const char *)(u1 + i + 4 * I), _MM_HINT_T0);
+        _mm_prefetch((const char *)(u2 + i + 4 * I), _MM_HINT_T0);
+        _mm_prefetch((const char *)(u3 + i + 4 * I), _MM_HINT_T0);
+        for (int k = 0; k < 64; k += 32) {
+            const __m512i a = _mm512_loadu_si512(x0 + i + k), b = _mm512_loadu_si512(x1 + i + k);
+            DPWSSD(u0, s00, s01) DPWSSD(u1, s10, s11) DPWSSD(u2, s20, s21) DPWSSD(u3, s30, s31)
+        }
+    }
+#undef DPWSSD
+    out[0][0] = _mm512_reduce_add_epi32(s00); out[0][1] = _mm512_reduce_add_epi32(s01);
+    out[1][0] = _mm512_reduce_add_epi32(s10); out[1][1] = _mm512_reduce_add_epi32(s11);
+    out[2][0] = _mm512_reduce_add_epi32(s20); out[2][1] = _mm512_reduce_add_epi32(s21);
+    out[3][0] = _mm512_reduce_add_epi32(s30); out[3][1] = _mm512_reduce_add_epi32(s31);
+    for (; i < I; i++) {
+        const int32_t w0 = u0[i], w1 = u1[i], w2 = u2[i], w3 = u3[i];
+        out[0][0] += w0 * x0[i]; out[0][1] += w0 * x1[i]; out[1][0] += w1 * x0[i]; out[1][1] += w1 * x1[i];
+        out[2][0] += w2 * x0[i]; out[2][1] += w2 * x1[i]; out[3][0] += w3 * x0[i]; out[3][1] += w3 * x1[i];
+    }
+}
+
+/* One row as integers: xq = round(x · 2^s), |xq| <= 2^15; returns 2^-s (0 for a row of zeros), or -1 if the
+ * row holds an infinity or a NaN (the float32 loop keeps those as PyTorch would). Vectorised: it runs before
+ * every product, on one thread. */
+static float to_int16(const float *x, int16_t *xq, int64_t I) {
+    __m512 big16 = _mm512_setzero_ps(), poison16 = big16;
+    int64_t i = 0;
+    for (; i + 16 <= I; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        poison16 = _mm512_add_ps(poison16, _mm512_mul_ps(v, _mm512_setzero_ps()));   /* NaN if inf or NaN */
+        big16 = _mm512_max_ps(big16, _mm512_abs_ps(v));
+    }
+    float big = _mm512_reduce_max_ps(big16), poison = _mm512_reduce_add_ps(poison16);
+    for (int64_t j = i; j < I; j++) {
+        poison += x[j] * 0.0f;
+        big = fmaxf(big, fabsf(x[j]));
+    }
+    if (poison != 0 || big != big) return -1;
+    if (big == 0) {
+        memset(xq, 0, (size_t)I * sizeof *xq);
+        return 0;
+    }
+    int e;
+    frexpf(big, &e);                                    /* big = f·2^e, f in [0.5, 1): big·2^(15-e) < 2^15 */
+    const float up = ldexpf(1.0f, 15 - e);              /* a power of two: the products are exact */
+    const __m512 up16 = _mm512_set1_ps(up);
+    for (i = 0; i + 16 <= I; i += 16)                   /* round to nearest even, saturate to int16 */
+        _mm256_storeu_si256((__m256i *)(xq + i),
+                            _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), up16))));
+    for (; i < I; i++) {
+        const long v = lrintf(x[i] * up);
+        xq[i] = (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v);
+    }
+    return 1.0f / up;
+}
+
+/* y = x · wᵀ · scale (+ bias) for float32 rows x holding bfloat16 values; returns -1 (and writes nothing) where
+ * the integer form does not apply, and the caller takes the float32 loop. */
+static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale, const float *bias,
+                           void *y, int y_bf16, int M, int64_t O, int64_t I) {
+    if (I > INT16_MAX_INPUTS) return -1;
+    int16_t *xq = malloc((size_t)(M * I) * sizeof *xq);
+    float factor[MAX_ROWS];
+    if (!xq) return -1;
+    for (int m = 0; m < M; m++)
+        if ((factor[m] = to_int16(xf + m * I, xq + m * I, I)) < 0) {
+            free(xq);
+            return -1;
+        }
+    _Pragma("omp parallel for schedule(static)")
+    for (int64_t o0 = 0; o0 < O; o0 += BLOCK) {
+        const int8_t *u[BLOCK];
+        for (int r = 0; r < BLOCK; r++) u[r] = w + (o0 + r < O ? o0 + r : O - 1) * I;   /* tail: repeat */
+        for (int m = 0; m < M; m += 2) {
+            const int16_t *x0 = xq + m * I, *x1 = m + 1 < M ? x0 + I : x0;
+            int32_t out[BLOCK][2];
+            dot4x2_int16(u[0], u[1], u[2], u[3], x0, x1, I, out);
+            for (int r = 0; r < BLOCK && o0 + r < O; r++)
+                for (int k = 0; k < 2 && m + k < M; k++) {
+                    float v = (float)out[r][k] * factor[m + k] * scale[o0 + r];
+                    if (bias) v += bias[o0 + r];
+                    store(y, y_bf16, (m + k) * O + o0 + r, v);
+                }
+        }
+    }
+    free(xq);
+    return 0;
+}
+#else
+static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale, const float *bias,
+                           void *y, int y_bf16, int M, int64_t O, int64_t I) {
+    return -1;                                          /* no VNNI: the float32 loop */
+}
+#endif
+
 /* Entry points (ctypes). x [M, I] and y [M, O] are float32 (flag 0) or bfloat16 (flag 1);
  * scale and bias [O] are float32 or NULL. Returns 0, or -1 when M is out of range. */
 int linear_bf16(const void *x, int x_bf16, const uint16_t *w, const float *bias,
@@ -148,7 +261,8 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
     float *xf = M < 1 || M > MAX_ROWS ? 0 : malloc((size_t)(M * I) * sizeof(float));   /* x as float32 */
     if (!xf) return -1;
     load_rows(x, x_bf16, xf, M * I);
-    int8_rows(xf, w, scale, bias, y, y_bf16, (int)M, O, I);
+    if (!x_bf16 || int8_rows_int16(xf, w, scale, bias, y, y_bf16, (int)M, O, I) != 0)
+        int8_rows(xf, w, scale, bias, y, y_bf16, (int)M, O, I);
     free(xf);
     return 0;
 }
@@ -164,7 +278,6 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
  * attention, erff against PyTorch's erf); with bfloat16 ones about half the outputs differ by one bfloat16
  * step, so PyTorch seems to round some intermediate that this keeps in float32 (not traced;
  * tests/test_layerstep.py). */
-#include <math.h>
 
 typedef struct {   /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
     const void *w;
@@ -194,7 +307,10 @@ static inline float act_at(const void *p, int bf16, int64_t i) {
 static inline float rounded(float v, int bf16) { return bf16 ? bf16_to_float(float_to_bf16(v)) : v; }
 
 static void product(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
-    if (W->scale) int8_rows(x, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
+    if (W->scale) {
+        if (!bf16 || int8_rows_int16(x, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I) != 0)
+            int8_rows(x, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
+    }
     else bf16_rows(x, (const uint16_t *)W->w, 0, 0, y, 0, (int)M, W->O, W->I);
     if (bf16) for (int64_t i = 0; i < M * W->O; i++) y[i] = rounded(y[i], 1);
 }

@@ -53,6 +53,34 @@ def test_int8_kernel_matches_the_dequantized_product(rows, out_features, in_feat
     assert ((y.double() - exact).abs() <= exact.abs() * tolerance + 1e-4 * in_features ** 0.5).all()
 
 
+
+@needs_kernels
+@pytest.mark.parametrize("in_features", [100, 1024, 8192, 8193])        # 8193: beyond the int32 sums' range
+def test_int8_with_bfloat16_rows_within_the_integer_forms_bound(in_features):
+    """On CPUs with AVX-512 VNNI, bfloat16 rows meet int8 weights as 16-bit integers (matvec.c): each value
+    is rounded by at most max|x|·2^-15, and the result once more to bfloat16."""
+    g = torch.Generator().manual_seed(in_features)
+    x = torch.randn(4, in_features, generator=g) * torch.logspace(-4, 2, in_features)[torch.randperm(
+        in_features, generator=g)]                                         # values over six decades
+    x = x.bfloat16()
+    q, scale = quantize_rows(torch.randn(64, in_features, generator=g))
+    with torch.inference_mode():
+        y = matvec.kernel_linear(x, q, None, scale)
+    exact = reference(x, q, None, scale)
+    w = (q.double().abs() * scale.double()[:, None]).sum(1)                       # Σ|w| per output
+    bound = exact.abs() * 2 ** -8 + x.double().abs().amax(dim=1, keepdim=True) * 2 ** -15 * w + 1e-30
+    assert ((y.double() - exact).abs() <= bound).all()
+
+
+@needs_kernels
+def test_int8_with_bfloat16_rows_keeps_infinities_and_nans():
+    q, scale = quantize_rows(torch.randn(8, 64))
+    x = torch.randn(3, 64).bfloat16()
+    x[0, 5], x[1, 7] = float("nan"), float("inf")
+    with torch.inference_mode():
+        y = matvec.kernel_linear(x, q, None, scale)
+    assert y[0].isnan().all() and not y[1].isfinite().any() and y[2].isfinite().all()
+
 @needs_kernels
 def test_linear_takes_the_kernel_only_where_it_applies():
     w = torch.randn(8, 16).bfloat16()

@@ -80,6 +80,7 @@ def library():
             _library.linear_bf16.argtypes = [ptr, flag, ptr, ptr, ptr, flag, i64, i64, i64]
             _library.linear_int8.argtypes = [ptr, flag, ptr, ptr, ptr, ptr, flag, i64, i64, i64]
             _library.layer_step.argtypes = [ptr, ptr, ptr]
+            _library.gelu.argtypes = [ptr, ptr, i64, flag]
     return _library or None
 
 

@@ -131,3 +131,21 @@ def test_kernels_compile_once_into_the_cache(monkeypatch, tmp_path):
     mtime = first.stat().st_mtime_ns
     assert matvec.compile_kernels() == first and first.stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir()] == [first.name]   # no temporary left
+
+
+@needs_kernels
+def test_layer_steps_gelu_is_within_its_stated_error():
+    """matvec.c's vectorised GELU (polynomials for erf): within 1e-7·|x| of float64 and its own rounding."""
+    x = torch.cat([torch.linspace(-12, 12, 200_001), torch.tensor([0.0, -0.0, 1e-30, 3e38, float("inf")])])
+    y, rounded = torch.empty_like(x), torch.empty_like(x)
+    matvec.library().gelu(x.data_ptr(), y.data_ptr(), x.numel(), 0)
+    matvec.library().gelu(x.data_ptr(), rounded.data_ptr(), x.numel(), 1)          # rounded to bfloat16
+    exact = torch.nn.functional.gelu(x.double())
+    exact[-2:] = x[-2:].double()                                                     # GELU(x) = x up there
+    assert y[-1] == float("inf")
+    y, x, exact = y[:-1], x[:-1], exact[:-1]
+    assert ((y.double() - exact).abs() <= 1e-7 * x.double().abs() + 2 ** -24 * exact.abs()).all()
+    assert torch.equal(rounded[:-1], y.bfloat16().float())
+    nan = torch.tensor([float("nan")] * 17)
+    matvec.library().gelu(nan.data_ptr(), nan.data_ptr(), 17, 0)
+    assert nan.isnan().all()

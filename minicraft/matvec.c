@@ -356,6 +356,38 @@ static inline void add_value(float p, const void *v, int bf16, float *acc, int64
     for (; i < n; i++) acc[i] += p * act_at(v, bf16, i);
 }
 
+#if defined(__AVX512F__)
+/* One head's attention when Dh is CHUNKS·16 (32 and 64 in every MusicGen): the query and the weighted sum
+ * of values stay in registers across all positions, where the general loop below reads and writes the sum
+ * once per position. The same operations in the same order, so the same results. */
+static inline __attribute__((always_inline)) void attend_head16(
+        const float *qh, const char *k, const char *v, int bf16, size_t stride, int64_t n, const uint8_t *mask,
+        float scale, float *scores, float *acc, const int chunks) {
+    __m512 qv[4], av[4];
+    for (int c = 0; c < chunks; c++) { qv[c] = _mm512_loadu_ps(qh + 16 * c); av[c] = _mm512_setzero_ps(); }
+#define LOAD_AT(p, c) (bf16 ? load16_bf16((const uint16_t *)(p) + 16 * (c)) : _mm512_loadu_ps((const float *)(p) + 16 * (c)))
+    float best = -INFINITY, total = 0;
+    for (int64_t t = 0; t < n; t++) {
+        const char *kt = k + t * stride;
+        __m512 d = _mm512_mul_ps(qv[0], LOAD_AT(kt, 0));
+        for (int c = 1; c < chunks; c++) d = _mm512_fmadd_ps(qv[c], LOAD_AT(kt, c), d);
+        scores[t] = mask && !mask[t] ? -INFINITY : _mm512_reduce_add_ps(d) * scale;
+        if (scores[t] > best) best = scores[t];
+    }
+    for (int64_t t = 0; t < n; t++) {
+        const float p = expf(scores[t] - best);          /* a masked key: exp(-inf) = 0 */
+        total += p;
+        if (p == 0) continue;
+        const __m512 pv = _mm512_set1_ps(p);
+        const char *vt = v + t * stride;
+        for (int c = 0; c < chunks; c++) av[c] = _mm512_fmadd_ps(pv, LOAD_AT(vt, c), av[c]);
+    }
+#undef LOAD_AT
+    const __m512 sum = _mm512_set1_ps(total);
+    for (int c = 0; c < chunks; c++) _mm512_storeu_ps(acc + 16 * c, _mm512_div_ps(av[c], sum));
+}
+#endif
+
 /* softmax(q·kᵀ/√Dh)·v for each row and head; q [M, D] (heads contiguous), out [M, D]. Keys and values
  * at K + m·sb + h·sh + t·st, t < n; mask [M, n] or NULL. */
 static void attend(const float *q, const void *K, const void *V, int bf16, int64_t sb, int64_t sh, int64_t st,
@@ -368,6 +400,15 @@ static void attend(const float *q, const void *K, const void *V, int bf16, int64
         const float *qh = q + m * H * Dh + h * Dh;
         const char *k = (const char *)K + (m * sb + h * sh) * size, *v = (const char *)V + (m * sb + h * sh) * size;
         float *scores = malloc((size_t)n * sizeof(float)), *acc = out + m * H * Dh + h * Dh;
+#if defined(__AVX512F__)
+        if (Dh == 32 || Dh == 64) {
+            attend_head16(qh, k, v, bf16, (size_t)st * size, n, mask ? mask + m * n : 0, scale, scores, acc,
+                          Dh == 32 ? 2 : 4);
+            for (int64_t d = 0; d < Dh; d++) acc[d] = rounded(acc[d], bf16);
+            free(scores);
+            continue;
+        }
+#endif
         float best = -INFINITY, total = 0;
         for (int64_t t = 0; t < n; t++) {
             scores[t] = mask && !mask[m * n + t] ? -INFINITY : dot_key(qh, k + t * st * size, bf16, Dh) * scale;

@@ -289,6 +289,8 @@ def products(args):
     if matvec.library() is not None:
         run("int8 weights, float32 rows (minicraft kernel)", int8,
             lambda qs: matvec.kernel_linear(x32[qs[0].shape[1]], qs[0], None, qs[1]))
+        run("int8 weights, bfloat16 rows (minicraft kernel)", int8,          # 16-bit integers on VNNI CPUs
+            lambda qs: matvec.kernel_linear(x16[qs[0].shape[1]], qs[0], None, qs[1]))
     del int8
     print("the rest of a step: one LM step of 2 rows at cache length 125, every product replaced by zeros "
           "of its shape, each layer's other operations in PyTorch:")

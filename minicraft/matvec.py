@@ -15,6 +15,10 @@ ones with at most 16, contiguous) and ``enabled`` is true, and otherwise calls P
 compiler everything still works, through PyTorch. float32 weights always go
 to PyTorch, so float32 results are unchanged by this module.
 
+With bfloat16 activations, int8 weights are multiplied as 16-bit integers where the CPU has AVX-512 VNNI
+(each activation row scaled by a power of two; ``matvec.c`` states the error), because in float32 the
+conversions, not memory, set the pace on two cores.
+
 ``matvec.c`` also holds ``layer_step``, a whole transformer layer's decoding step in one call, built on
 the same products; :mod:`minicraft.layerstep` says when it takes over.
 """

@@ -171,7 +171,7 @@ static inline void dot4x2_int16(const int8_t *u0, const int8_t *u1, const int8_t
 }
 
 /* One row as integers: xq = round(x · 2^s), |xq| <= 2^15; returns 2^-s (0 for a row of zeros), or -1 if the
- * row holds an infinity or a NaN (the float32 loop keeps those as PyTorch would). Vectorised: it runs before
+ * row holds an infinity or a NaN (the float32 loop keeps those as PyTorch would) or is too small to scale. Vectorised: it runs before
  * every product, on one thread. */
 static float to_int16(const float *x, int16_t *xq, int64_t I) {
     __m512 big16 = _mm512_setzero_ps(), poison16 = big16;
@@ -193,6 +193,7 @@ static float to_int16(const float *x, int16_t *xq, int64_t I) {
     }
     int e;
     frexpf(big, &e);                                    /* big = f·2^e, f in [0.5, 1): big·2^(15-e) < 2^15 */
+    if (15 - e > 127) return -1;                        /* a row under 2^-112: 2^(15-e) is no float32 */
     const float up = ldexpf(1.0f, 15 - e);              /* a power of two: the products are exact */
     const __m512 up16 = _mm512_set1_ps(up);
     for (i = 0; i + 16 <= I; i += 16)                   /* round to nearest even, saturate to int16 */

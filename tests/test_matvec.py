@@ -73,13 +73,18 @@ def test_int8_with_bfloat16_rows_within_the_integer_forms_bound(in_features):
 
 
 @needs_kernels
-def test_int8_with_bfloat16_rows_keeps_infinities_and_nans():
+def test_int8_with_bfloat16_rows_keeps_infinities_nans_and_tiny_rows():
     q, scale = quantize_rows(torch.randn(8, 64))
     x = torch.randn(3, 64).bfloat16()
     x[0, 5], x[1, 7] = float("nan"), float("inf")
     with torch.inference_mode():
         y = matvec.kernel_linear(x, q, None, scale)
     assert y[0].isnan().all() and not y[1].isfinite().any() and y[2].isfinite().all()
+    tiny = x[2:] * 2.0 ** -120                                  # under 2^-112: too small to scale to integers
+    with torch.inference_mode():
+        y = matvec.kernel_linear(tiny, q, None, scale)
+    exact = reference(tiny, q, None, scale)
+    assert ((y.double() - exact).abs() <= exact.abs() * 2 ** -7 + 2.0 ** -130).all() and y.abs().max() > 0
 
 @needs_kernels
 def test_linear_takes_the_kernel_only_where_it_applies():

@@ -144,10 +144,12 @@ ROWS(int8_rows, int8_t, dot4x2_int8)
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 static inline void dot4x2_int16(const int8_t *u0, const int8_t *u1, const int8_t *u2, const int8_t *u3,
                                 const int16_t *x0, const int16_t *x1, int64_t I, int32_t out[4][2]) {
-    __m512i s00 = _mm512_setzero_si512(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+    __m512i s00 = _mm512_setzero_si512(), s01 = s00, s10 = s00, s11 = s00,   /* s{row}{x}: 16 int32 sums each */
+            s20 = s00, s21 = s00, s30 = s00, s31 = s00;
     int64_t i = 0;
-#define DPWSSD(U, S0, S1) { const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)((U) + i + k))); \
-                            S0 = _mm512_dpwssd_epi32(S0, w, a); S1 = _mm512_dpwssd_epi32(S1, w, b); }
+#define DPWSSD(U, S0, S1)                                                   /* 32 weights of row U, both x */ \
+    { const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)((U) + i + k)));            \
+      S0 = _mm512_dpwssd_epi32(S0, w, a); S1 = _mm512_dpwssd_epi32(S1, w, b); }
     for (; i + 64 <= I; i += 64) {                      /* a cache line of each row; prefetch as in DOT4X2_WIDE */
         _mm_prefetch((const char *)(u0 + i + 4 * I), _MM_HINT_T0);
         _mm_prefetch((const char *)(u1 + i + 4 * I), _MM_HINT_T0);
@@ -170,9 +172,9 @@ static inline void dot4x2_int16(const int8_t *u0, const int8_t *u1, const int8_t
     }
 }
 
-/* One row as integers: xq = round(x · 2^s), |xq| <= 2^15; returns 2^-s (0 for a row of zeros), or -1 if the
- * row holds an infinity or a NaN (the float32 loop keeps those as PyTorch would) or is too small to scale. Vectorised: it runs before
- * every product, on one thread. */
+/* One row [I] as integers: xq = round(x · 2^s), |xq| <= 2^15. Returns 2^-s (0 for a row of zeros), or -1 if
+ * the row holds an infinity or a NaN (the float32 loop keeps those as PyTorch would) or is too small to scale.
+ * Vectorised: it runs before every product, on one thread. */
 static float to_int16(const float *x, int16_t *xq, int64_t I) {
     __m512 big16 = _mm512_setzero_ps(), poison16 = big16;
     int64_t i = 0;
@@ -245,6 +247,13 @@ static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale,
 }
 #endif
 
+/* int8 weights: the integer form for rows holding bfloat16 values where it applies, else the float32 loop. */
+static void int8_product(const float *xf, int x_bf16, const int8_t *w, const float *scale, const float *bias,
+                         void *y, int y_bf16, int M, int64_t O, int64_t I) {
+    if (!x_bf16 || int8_rows_int16(xf, w, scale, bias, y, y_bf16, M, O, I) != 0)
+        int8_rows(xf, w, scale, bias, y, y_bf16, M, O, I);
+}
+
 /* Entry points (ctypes). x [M, I] and y [M, O] are float32 (flag 0) or bfloat16 (flag 1);
  * scale and bias [O] are float32 or NULL. Returns 0, or -1 when M is out of range. */
 int linear_bf16(const void *x, int x_bf16, const uint16_t *w, const float *bias,
@@ -262,8 +271,7 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
     float *xf = M < 1 || M > MAX_ROWS ? 0 : malloc((size_t)(M * I) * sizeof(float));   /* x as float32 */
     if (!xf) return -1;
     load_rows(x, x_bf16, xf, M * I);
-    if (!x_bf16 || int8_rows_int16(xf, w, scale, bias, y, y_bf16, (int)M, O, I) != 0)
-        int8_rows(xf, w, scale, bias, y, y_bf16, (int)M, O, I);
+    int8_product(xf, x_bf16, w, scale, bias, y, y_bf16, (int)M, O, I);
     free(xf);
     return 0;
 }
@@ -308,10 +316,7 @@ static inline float act_at(const void *p, int bf16, int64_t i) {
 static inline float rounded(float v, int bf16) { return bf16 ? bf16_to_float(float_to_bf16(v)) : v; }
 
 static void product(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
-    if (W->scale) {
-        if (!bf16 || int8_rows_int16(x, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I) != 0)
-            int8_rows(x, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
-    }
+    if (W->scale) int8_product(x, bf16, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
     else bf16_rows(x, (const uint16_t *)W->w, 0, 0, y, 0, (int)M, W->O, W->I);
     if (bf16) for (int64_t i = 0; i < M * W->O; i++) y[i] = rounded(y[i], 1);
 }
@@ -357,38 +362,6 @@ static inline void add_value(float p, const void *v, int bf16, float *acc, int64
     for (; i < n; i++) acc[i] += p * act_at(v, bf16, i);
 }
 
-#if defined(__AVX512F__)
-/* One head's attention when Dh is CHUNKS·16 (32 and 64 in every MusicGen): the query and the weighted sum
- * of values stay in registers across all positions, where the general loop below reads and writes the sum
- * once per position. The same operations in the same order, so the same results. */
-static inline __attribute__((always_inline)) void attend_head16(
-        const float *qh, const char *k, const char *v, int bf16, size_t stride, int64_t n, const uint8_t *mask,
-        float scale, float *scores, float *acc, const int chunks) {
-    __m512 qv[4], av[4];
-    for (int c = 0; c < chunks; c++) { qv[c] = _mm512_loadu_ps(qh + 16 * c); av[c] = _mm512_setzero_ps(); }
-#define LOAD_AT(p, c) (bf16 ? load16_bf16((const uint16_t *)(p) + 16 * (c)) : _mm512_loadu_ps((const float *)(p) + 16 * (c)))
-    float best = -INFINITY, total = 0;
-    for (int64_t t = 0; t < n; t++) {
-        const char *kt = k + t * stride;
-        __m512 d = _mm512_mul_ps(qv[0], LOAD_AT(kt, 0));
-        for (int c = 1; c < chunks; c++) d = _mm512_fmadd_ps(qv[c], LOAD_AT(kt, c), d);
-        scores[t] = mask && !mask[t] ? -INFINITY : _mm512_reduce_add_ps(d) * scale;
-        if (scores[t] > best) best = scores[t];
-    }
-    for (int64_t t = 0; t < n; t++) {
-        const float p = expf(scores[t] - best);          /* a masked key: exp(-inf) = 0 */
-        total += p;
-        if (p == 0) continue;
-        const __m512 pv = _mm512_set1_ps(p);
-        const char *vt = v + t * stride;
-        for (int c = 0; c < chunks; c++) av[c] = _mm512_fmadd_ps(pv, LOAD_AT(vt, c), av[c]);
-    }
-#undef LOAD_AT
-    const __m512 sum = _mm512_set1_ps(total);
-    for (int c = 0; c < chunks; c++) _mm512_storeu_ps(acc + 16 * c, _mm512_div_ps(av[c], sum));
-}
-#endif
-
 /* softmax(q·kᵀ/√Dh)·v for each row and head; q [M, D] (heads contiguous), out [M, D]. Keys and values
  * at K + m·sb + h·sh + t·st, t < n; mask [M, n] or NULL. */
 static void attend(const float *q, const void *K, const void *V, int bf16, int64_t sb, int64_t sh, int64_t st,
@@ -401,15 +374,6 @@ static void attend(const float *q, const void *K, const void *V, int bf16, int64
         const float *qh = q + m * H * Dh + h * Dh;
         const char *k = (const char *)K + (m * sb + h * sh) * size, *v = (const char *)V + (m * sb + h * sh) * size;
         float *scores = malloc((size_t)n * sizeof(float)), *acc = out + m * H * Dh + h * Dh;
-#if defined(__AVX512F__)
-        if (Dh == 32 || Dh == 64) {
-            attend_head16(qh, k, v, bf16, (size_t)st * size, n, mask ? mask + m * n : 0, scale, scores, acc,
-                          Dh == 32 ? 2 : 4);
-            for (int64_t d = 0; d < Dh; d++) acc[d] = rounded(acc[d], bf16);
-            free(scores);
-            continue;
-        }
-#endif
         float best = -INFINITY, total = 0;
         for (int64_t t = 0; t < n; t++) {
             scores[t] = mask && !mask[m * n + t] ? -INFINITY : dot_key(qh, k + t * st * size, bf16, Dh) * scale;
@@ -432,15 +396,24 @@ static void attend(const float *q, const void *K, const void *V, int bf16, int64
  * from 4 on (erf(3.92) already rounds to 1 in float32); the sign is x's. Its absolute error is under 1e-7
  * (erf rounded to float32: 3e-8), so GELU is within ~1e-7·|x| of float64 (tests/test_matvec.py). */
 static const float ERF_POLY[9][16] = {   /* [power of u][interval]; lanes 8-15 unused */
-    { 2.76326388e-01f,  7.11155653e-01f,  9.22900140e-01f,  9.86671686e-01f,  9.98537302e-01f,  9.99899387e-01f,  9.99995708e-01f,  9.99999881e-01f},   /* u^0 */
-    { 1.06001413e+00f,  6.42931044e-01f,  2.36521125e-01f,  5.27749956e-02f,  7.14231934e-03f,  5.86277281e-04f,  2.91890119e-05f,  8.81428832e-07f},   /* u^1 */
-    {-2.65003532e-01f, -4.82198298e-01f, -2.95651406e-01f, -9.23562422e-02f, -1.60702169e-02f, -1.61226257e-03f, -9.48643283e-05f, -3.30536682e-06f},   /* u^2 */
-    {-3.09170485e-01f,  2.67883502e-02f,  1.67535886e-01f,  9.01573896e-02f,  2.17245128e-02f,  2.76038027e-03f,  1.95812623e-04f,  7.97032772e-06f},   /* u^3 */
-    { 1.26980513e-01f,  1.50687009e-01f, -6.15925435e-03f, -4.81022932e-02f, -1.90833863e-02f, -3.25810327e-03f, -2.86569732e-04f, -1.38417417e-05f},   /* u^4 */
-    { 8.00362676e-02f, -5.32170907e-02f, -4.71865535e-02f,  6.61847321e-03f,  1.06600598e-02f,  2.75629107e-03f,  3.13628872e-04f,  1.83300690e-05f},   /* u^5 */
-    {-4.05171588e-02f, -2.68739760e-02f,  2.12945547e-02f,  8.96674860e-03f, -2.90423282e-03f, -1.65779598e-03f, -2.63510767e-04f, -1.92503012e-05f},   /* u^6 */
-    {-1.58033706e-02f,  1.78854950e-02f,  3.74511047e-03f, -5.93309943e-03f, -7.21527147e-04f,  6.35815319e-04f,  1.73596418e-04f,  1.71446281e-05f},   /* u^7 */
-    { 9.41090938e-03f,  2.32917489e-03f, -5.57454629e-03f,  6.61970931e-04f,  9.97340190e-04f, -8.04373776e-05f, -8.19815250e-05f, -1.15370676e-05f},   /* u^8 */
+    {2.76326388e-01f, 7.11155653e-01f, 9.22900140e-01f, 9.86671686e-01f,
+     9.98537302e-01f, 9.99899387e-01f, 9.99995708e-01f, 9.99999881e-01f},   /* u^0 */
+    {1.06001413e+00f, 6.42931044e-01f, 2.36521125e-01f, 5.27749956e-02f,
+     7.14231934e-03f, 5.86277281e-04f, 2.91890119e-05f, 8.81428832e-07f},   /* u^1 */
+    {-2.65003532e-01f, -4.82198298e-01f, -2.95651406e-01f, -9.23562422e-02f,
+     -1.60702169e-02f, -1.61226257e-03f, -9.48643283e-05f, -3.30536682e-06f},   /* u^2 */
+    {-3.09170485e-01f, 2.67883502e-02f, 1.67535886e-01f, 9.01573896e-02f,
+     2.17245128e-02f, 2.76038027e-03f, 1.95812623e-04f, 7.97032772e-06f},   /* u^3 */
+    {1.26980513e-01f, 1.50687009e-01f, -6.15925435e-03f, -4.81022932e-02f,
+     -1.90833863e-02f, -3.25810327e-03f, -2.86569732e-04f, -1.38417417e-05f},   /* u^4 */
+    {8.00362676e-02f, -5.32170907e-02f, -4.71865535e-02f, 6.61847321e-03f,
+     1.06600598e-02f, 2.75629107e-03f, 3.13628872e-04f, 1.83300690e-05f},   /* u^5 */
+    {-4.05171588e-02f, -2.68739760e-02f, 2.12945547e-02f, 8.96674860e-03f,
+     -2.90423282e-03f, -1.65779598e-03f, -2.63510767e-04f, -1.92503012e-05f},   /* u^6 */
+    {-1.58033706e-02f, 1.78854950e-02f, 3.74511047e-03f, -5.93309943e-03f,
+     -7.21527147e-04f, 6.35815319e-04f, 1.73596418e-04f, 1.71446281e-05f},   /* u^7 */
+    {9.41090938e-03f, 2.32917489e-03f, -5.57454629e-03f, 6.61970931e-04f,
+     9.97340190e-04f, -8.04373776e-05f, -8.19815250e-05f, -1.15370676e-05f},   /* u^8 */
 };
 
 void gelu(const float *x, float *y, int64_t n, int bf16) {
@@ -456,11 +429,12 @@ void gelu(const float *x, float *y, int64_t n, int bf16) {
             const __m512 u = _mm512_sub_ps(a, _mm512_fmadd_ps(_mm512_cvtepi32_ps(j), _mm512_set1_ps(0.5f),
                                                               _mm512_set1_ps(0.25f)));
             __m512 p = _mm512_permutexvar_ps(j, _mm512_loadu_ps(ERF_POLY[8]));
-            for (int k = 7; k >= 0; k--) p = _mm512_fmadd_ps(p, u, _mm512_permutexvar_ps(j, _mm512_loadu_ps(ERF_POLY[k])));
-            const __m512 erf = _mm512_or_ps(_mm512_min_ps(p, _mm512_set1_ps(1.0f)),
-                                            _mm512_and_ps(z, _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u))));
-            __m512 g = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), erf));
-            _mm512_storeu_ps(y + i, g);
+            for (int k = 7; k >= 0; k--)                    /* Horner, each lane with its interval's row */
+                p = _mm512_fmadd_ps(p, u, _mm512_permutexvar_ps(j, _mm512_loadu_ps(ERF_POLY[k])));
+            const __m512 sign = _mm512_and_ps(z, _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u)));
+            const __m512 erf = _mm512_or_ps(_mm512_min_ps(p, _mm512_set1_ps(1.0f)), sign);      /* erf(x/√2) */
+            const __m512 half_x = _mm512_mul_ps(_mm512_set1_ps(0.5f), v);
+            _mm512_storeu_ps(y + i, _mm512_mul_ps(half_x, _mm512_add_ps(_mm512_set1_ps(1.0f), erf)));
         }
 #endif
         for (; i < end; i++) {

@@ -7,7 +7,7 @@ import torch
 from minicraft.checkpoints import CheckpointError
 from minicraft.codec import load_encodec_audiocraft, load_encodec_hf
 from minicraft.rvq import ResidualVectorQuantizer
-from minicraft.seanet import Conv1d
+from minicraft.seanet import Conv1d, ConvTranspose1d, polyphase_conv_transpose1d
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
 MUSICGEN_CODEC = FIXTURES / "musicgen_tiny" / "compression_state_dict.bin"
@@ -105,6 +105,34 @@ def test_padding_keeps_ceil_frames():
     for length in (1, 3, 4, 5, 17):
         assert conv(torch.randn(1, 1, length)).shape[-1] == -(-length // 4)
 
+
+@pytest.mark.parametrize("kernel,stride", [(16, 8), (10, 5), (8, 4), (4, 4), (7, 3), (3, 2), (2, 4), (1, 1)])
+@pytest.mark.parametrize("length", [1, 2, 9])
+def test_polyphase_transposed_conv_is_the_transposed_conv(kernel, stride, length):
+    """s ordinary convs of ceil(k / s) taps, interleaved, sum exactly what the transposed conv sums."""
+    g = torch.Generator().manual_seed(kernel * 100 + stride * 10 + length)
+    x = torch.randn(2, 6, length, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 3, kernel, generator=g, dtype=torch.float64)
+    b = torch.randn(3, generator=g, dtype=torch.float64)
+    expected = torch.nn.functional.conv_transpose1d(x, w, b, stride=stride)
+    torch.testing.assert_close(polyphase_conv_transpose1d(x, w, b, stride), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_decoder_layer_polyphase_against_plain_and_after_a_weight_change():
+    layer = ConvTranspose1d(8, 4, kernel=10, stride=5)
+    x = torch.randn(1, 8, 7)
+    with torch.no_grad():
+        fast = layer(x)
+        layer.polyphase = False
+        plain = layer(x)
+        layer.polyphase = True
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+        assert fast.shape == (1, 4, 35)
+        layer.convtr["convtr"].weight.mul_(2)                    # the cached polyphase weight is rebuilt
+        torch.testing.assert_close(layer(x) - layer.convtr["convtr"].bias[:, None],
+                                   2 * (plain - layer.convtr["convtr"].bias[:, None]), rtol=1e-5, atol=1e-6)
+    layer(x).square().sum().backward()                           # training: gradients reach the weight
+    assert layer.convtr["convtr"].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("codec_name", ["musicgen fixture (LSTM)", "tiny (no LSTM)"])

@@ -26,6 +26,7 @@ from .attention import KVCache
 
 i64, ptr = ctypes.c_int64, ctypes.c_void_p
 enabled = True      # False: every layer runs in PyTorch (its products may still take the matvec kernels)
+fold_cross = True   # False: cross-attention multiplies by Wq and Wo at every step even where folding reads less
 
 
 class Prepared(NamedTuple):
@@ -47,7 +48,8 @@ class LayerStep(ctypes.Structure):
                 *[(name, ptr) for name in ("norm1_w", "norm1_b", "norm_cross_w", "norm_cross_b",
                                            "norm2_w", "norm2_b")],
                 *[(name, Weight) for name in ("in_proj", "out_proj", "cross_q", "cross_out", "linear1", "linear2")],
-                ("keys", ptr), ("values", ptr), ("mem_keys", ptr), ("mem_values", ptr), ("mem_mask", ptr)]
+                ("keys", ptr), ("values", ptr), ("mem_keys", ptr), ("mem_values", ptr), ("mem_mask", ptr),
+                ("text_q", ptr), ("text_out", ptr)]
 
 
 def linear_parts(module) -> tuple:
@@ -70,6 +72,26 @@ def matrix(parts: tuple, rows: int | None = None) -> Weight | None:
         return None
     rows = w.shape[0] if rows is None else rows
     return Weight(w.data_ptr(), scale.data_ptr() if int8 else None, rows, w.shape[1])
+
+
+def dequantized(parts: tuple, rows: int) -> torch.Tensor:
+    """The first ``rows`` rows of a weight as float32, int8 scales applied."""
+    w, scale = parts[0][:rows].float(), parts[1]
+    return w if scale is None else w * scale[:rows, None]
+
+
+def fold_text(cross, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-attention's query and output projections folded into the text (``folded_cross_attention``).
+
+    keys, values [M, H, L, Dh] -> A, B [M, H·L, D] in bfloat16: A[m, h·L + l] = Wq_hᵀ k, B[m, h·L + l] = Wo_h v.
+    """
+    M, H, L, Dh = keys.shape
+    D = H * Dh
+    wq = dequantized(in_proj_parts(cross), D).view(H, Dh, D)                # q_h = wq[h] @ x
+    wo = dequantized(linear_parts(cross.out_proj), D).view(D, H, Dh)        # out = Σ_h wo[:, h] @ att_h
+    a = torch.einsum("mhlk,hkd->mhld", keys.float(), wq)
+    b = torch.einsum("mhlk,dhk->mhld", values.float(), wo)
+    return (a.reshape(M, H * L, D).bfloat16().contiguous(), b.reshape(M, H * L, D).bfloat16().contiguous())
 
 
 def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache) -> Prepared | None:
@@ -114,6 +136,13 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
         setattr(args, name + "_b", b.data_ptr())
         alive += [w, b]
     args.keys, args.values = cache.keys.data_ptr(), cache.values.data_ptr()
+    if cross is not None and fold_cross and x.dtype == torch.bfloat16:
+        keys, values = cache.memory
+        projections = D * D * (in_proj_parts(cross)[0].element_size() + cross.out_proj.weight.element_size())
+        if 2 * M * H * keys.shape[2] * D * 2 < projections:        # fewer bytes per step than Wq and Wo
+            text_q, text_out = fold_text(cross, keys, values)
+            args.text_q, args.text_out = text_q.data_ptr(), text_out.data_ptr()
+            alive += [text_q, text_out]
     return Prepared(args, alive, cross_mask)
 
 

@@ -307,6 +307,7 @@ typedef struct {
     void *keys, *values;               /* self-attention cache [M, H, max_len, Dh], written at slot T */
     const void *mem_keys, *mem_values; /* cross-attention keys/values [M, H, L, Dh] (strides above) */
     const uint8_t *mem_mask;           /* [M, L]: 1 where a query may look; NULL: everywhere */
+    const uint16_t *text_q, *text_out; /* cross-attention folded into the text (bfloat16 [M, H·L, D]), or NULL */
 } LayerStep;
 
 static inline float act_at(const void *p, int bf16, int64_t i) {
@@ -449,6 +450,43 @@ void gelu(const float *x, float *y, int64_t n, int bf16) {
     }
 }
 
+/* Cross-attention with its projections folded into the text, for bfloat16 activations. The text's keys K and
+ * values V are the same at every step, so for head h and text position l
+ *     q_h·k_l = (Wq_h x)·k_l = x·(Wq_hᵀ k_l) = x·A[h, l]      and      Wo (Σ_l p_l v_l)_h = Σ_{h,l} p_{h,l} B[h, l]
+ * with A[h, l] = Wq_hᵀ k_l and B[h, l] = Wo_h v_l, vectors of width D made once per generation
+ * (minicraft/layerstep.py). A step then reads 2·H·L·D numbers per row instead of the 2·D·D of Wq and Wo:
+ * far fewer for a short prompt. x [M, D] -> out [M, D] (before the residual add). */
+static void folded_cross_attention(const LayerStep *a, const float *x, float *out) {
+    const int64_t D = a->D, H = a->H, L = a->L, J = H * L;
+    const float scale = 1.0f / sqrtf((float)(D / H));
+    float *p = malloc((size_t)J * sizeof(float));
+    for (int64_t m = 0; m < a->M; m++) {
+        const uint16_t *A = a->text_q + m * J * D, *B = a->text_out + m * J * D;
+        bf16_rows(x + m * D, A, 0, 0, p, 0, 1, J, D);                     /* scores [H, L] = A x */
+        for (int64_t h = 0; h < H; h++) {                                   /* softmax over each head's L */
+            float *ph = p + h * L, best = -INFINITY, total = 0;
+            for (int64_t l = 0; l < L; l++) {
+                ph[l] = a->mem_mask && !a->mem_mask[m * L + l] ? -INFINITY : ph[l] * scale;
+                if (ph[l] > best) best = ph[l];
+            }
+            for (int64_t l = 0; l < L; l++) total += (ph[l] = expf(ph[l] - best));
+            for (int64_t l = 0; l < L; l++) ph[l] /= total;
+        }
+        _Pragma("omp parallel for schedule(static)")                        /* out = Σ_j p_j B[j], by columns */
+        for (int64_t d0 = 0; d0 < D; d0 += 64) {
+            const int64_t n = d0 + 64 < D ? 64 : D - d0;
+            float acc[64] = {0};
+            for (int64_t j = 0; j < J; j++) {
+                if (p[j] == 0) continue;
+                const uint16_t *b = B + j * D + d0;
+                for (int64_t i = 0; i < n; i++) acc[i] += p[j] * bf16_to_float(b[i]);
+            }
+            for (int64_t i = 0; i < n; i++) out[m * D + d0 + i] = rounded(acc[i], 1);
+        }
+    }
+    free(p);
+}
+
 /* x [M, D] -> y [M, D], both in the activations' dtype. Returns 0, or -1 for shapes it does not take. */
 int layer_step(const LayerStep *a, const void *x, void *y) {
     const int64_t M = a->M, D = a->D, H = a->H, F = a->F, Dh = D / a->H, T = a->T;
@@ -480,10 +518,15 @@ int layer_step(const LayerStep *a, const void *x, void *y) {
     /* cross-attention to the text, whose keys and values an earlier step projected */
     if (a->cross) {
         layer_norm(res, a->norm_cross_w, a->norm_cross_b, a->eps, M, D, bf16, h);
-        product(&a->cross_q, h, M, qkv, bf16);
-        attend(qkv, a->mem_keys, a->mem_values, bf16, a->mem_sb, a->mem_sh, a->mem_sl, a->L, a->mem_mask,
-               M, H, Dh, att);
-        product(&a->cross_out, att, M, h, bf16);
+        if (a->text_q && bf16) {
+            folded_cross_attention(a, h, att);
+            memcpy(h, att, (size_t)(M * D) * sizeof(float));
+        } else {
+            product(&a->cross_q, h, M, qkv, bf16);
+            attend(qkv, a->mem_keys, a->mem_values, bf16, a->mem_sb, a->mem_sh, a->mem_sl, a->L, a->mem_mask,
+                   M, H, Dh, att);
+            product(&a->cross_out, att, M, h, bf16);
+        }
         for (int64_t i = 0; i < M * D; i++) res[i] = rounded(res[i] + h[i], bf16);
     }
 

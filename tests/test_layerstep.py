@@ -73,6 +73,37 @@ def test_masked_text_positions_are_ignored():
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("weights", ["bfloat16", "int8"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_cross_attention_folded_into_the_text(weights, masked):
+    """bfloat16 activations and a short text: the step reads A = Wq_hᵀk and B = Wo_h v instead of Wq and Wo.
+
+    Against float32 arithmetic on the same weights and inputs, it is no further off than the unfolded step.
+    """
+    act, rows = torch.bfloat16, 1        # one row: the folded text (2·H·L·D) is smaller even than int8 Wq and Wo
+    mask = torch.tensor([[1, 1, 0, 1, 0]], dtype=torch.bool)[:, None, None] if masked else None
+    base = layer_in("bfloat16", act)
+    layer = quantize_lm_int8(copy.deepcopy(base)) if weights == "int8" else base
+    steps = {}
+    for fold in (True, False):
+        layerstep.fold_cross = fold
+        try:
+            torch.manual_seed(1)
+            steps[fold], _, cache, _ = both_ways(layer, act, rows, cross_mask=mask)
+        finally:
+            layerstep.fold_cross = True
+        assert bool(cache.step_args.args.text_q) == fold
+    torch.manual_seed(1)                 # both_ways' inputs again (text, three earlier positions, x), in float32
+    text, earlier, x = (torch.randn(rows, n, D).to(act).float() for n in (L, 3, 1))
+    reference, cache = copy.deepcopy(base).float(), KVCache.empty(rows, H, 12, D // H, torch.float32, "cpu")
+    with torch.inference_mode():
+        reference(earlier, text, mask, cache)
+        expected = reference(x, text, mask, cache)
+    folded, unfolded = ((steps[f].float() - expected).abs().max().item() for f in (True, False))
+    assert folded <= 1.5 * unfolded + 0.01, (folded, unfolded)
+    torch.testing.assert_close(steps[True], steps[False], atol=0.05, rtol=0.02)
+
+
 def test_a_layer_without_cross_attention():
     fused, plain, *_ = both_ways(layer_in("int8", torch.float32, cross=False), torch.float32)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)

@@ -302,10 +302,15 @@ def products(args):
     for dtype, quantize in (("bfloat16", None), ("float32", "int8"), ("bfloat16", "int8")):
         fused, plain = (lm_step_ms(args, dtype, quantize, whole_layers=w) for w in (True, False))
         print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {fused:6.1f} ms  (in PyTorch: {plain:5.1f})")
+    print("the same with cross-attention's projections not folded into the 12-position text (layerstep.fold_cross):")
+    for dtype, quantize in (("bfloat16", None), ("bfloat16", "int8")):
+        folded, unfolded = (lm_step_ms(args, dtype, quantize, fold=f) for f in (True, False))
+        print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {folded:6.1f} ms folded, "
+              f"{unfolded:6.1f} ms not")
 
 
 def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, whole_layers: bool = True,
-               length: int = 125) -> float:
+               length: int = 125, fold: bool = True) -> float:
     """Median ms of one LM decoding step (see ``products``); ``products=False`` replaces them by zeros."""
     from minicraft import MusicGen, layerstep, matvec
     from minicraft.generation import new_caches
@@ -319,6 +324,7 @@ def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, wh
     no_product = lambda x, weight, *rest: x.new_zeros(x.shape[:-1] + (weight.shape[0],))   # noqa: E731
     saved = matvec.linear, matvec.kernel_linear
     times = []
+    layerstep.fold_cross = fold                                   # read when the layers prepare, below
     with torch.inference_mode():
         for _ in range(length):                                   # fill the cache with real steps
             lm(step, cond, caches=caches)
@@ -334,7 +340,7 @@ def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, wh
                 times.append(time.perf_counter() - t)
         finally:
             matvec.linear, matvec.kernel_linear = saved
-            layerstep.enabled = True
+            layerstep.enabled = layerstep.fold_cross = True
     return 1000 * statistics.median(times)
 
 

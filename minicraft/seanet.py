@@ -133,7 +133,8 @@ class ConvTranspose1d(nn.Module):
         w = conv.weight
         if torch.is_grad_enabled():
             return polyphase_weight(w, conv.stride[0])
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        version = None if w.is_inference() else w._version    # inference tensors keep no version counter
+        key = (w.data_ptr(), version, w.dtype, w.device)
         if self._phases is None or self._phases[0] != key:
             self._phases = (key, polyphase_weight(w, conv.stride[0]))
         return self._phases[1]

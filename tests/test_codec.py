@@ -133,6 +133,9 @@ def test_decoder_layer_polyphase_against_plain_and_after_a_weight_change():
                                    2 * (plain - layer.convtr["convtr"].bias[:, None]), rtol=1e-5, atol=1e-6)
     layer(x).square().sum().backward()                           # training: gradients reach the weight
     assert layer.convtr["convtr"].weight.grad.abs().sum() > 0
+    with torch.inference_mode():                                 # weights made there keep no version counter
+        made_there = ConvTranspose1d(8, 4, kernel=10, stride=5)
+        assert made_there(x).shape == (1, 4, 35)
 
 
 @pytest.mark.parametrize("codec_name", ["musicgen fixture (LSTM)", "tiny (no LSTM)"])

@@ -146,7 +146,8 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
     if cross is not None and fold_cross and x.dtype == torch.bfloat16:
         keys, values = cache.memory
         projections = D * D * (in_proj_parts(cross)[0].element_size() + cross.out_proj.weight.element_size())
-        if 2 * M * H * keys.shape[2] * D * 2 < projections:        # fewer bytes per step than Wq and Wo
+        folded = 2 * M * H * keys.shape[2] * D * 2                # A and B: M·H·L vectors of D bfloat16 each
+        if folded < projections:                                   # fewer bytes per step than Wq and Wo
             text_q, text_out = fold_text(cross, keys, values)
             args.text_q, args.text_out = text_q.data_ptr(), text_out.data_ptr()
             alive += [text_q, text_out]

@@ -363,6 +363,21 @@ static inline void add_value(float p, const void *v, int bf16, float *acc, int64
     for (; i < n; i++) acc[i] += p * act_at(v, bf16, i);
 }
 
+/* Softmax numerators in place: s[t] = exp(s[t]·scale - max), 0 where mask[t] == 0 (mask may be NULL);
+ * returns their sum, the denominator. */
+static float softmax_numerators(float *s, int64_t n, const uint8_t *mask, float scale) {
+    float best = -INFINITY, total = 0;
+    for (int64_t t = 0; t < n; t++) {
+        s[t] = mask && !mask[t] ? -INFINITY : s[t] * scale;
+        if (s[t] > best) best = s[t];
+    }
+    for (int64_t t = 0; t < n; t++) {
+        s[t] = expf(s[t] - best);                        /* a masked key: exp(-inf) = 0 */
+        total += s[t];
+    }
+    return total;
+}
+
 /* softmax(q·kᵀ/√Dh)·v for each row and head; q [M, D] (heads contiguous), out [M, D]. Keys and values
  * at K + m·sb + h·sh + t·st, t < n; mask [M, n] or NULL. */
 static void attend(const float *q, const void *K, const void *V, int bf16, int64_t sb, int64_t sh, int64_t st,
@@ -375,17 +390,11 @@ static void attend(const float *q, const void *K, const void *V, int bf16, int64
         const float *qh = q + m * H * Dh + h * Dh;
         const char *k = (const char *)K + (m * sb + h * sh) * size, *v = (const char *)V + (m * sb + h * sh) * size;
         float *scores = malloc((size_t)n * sizeof(float)), *acc = out + m * H * Dh + h * Dh;
-        float best = -INFINITY, total = 0;
-        for (int64_t t = 0; t < n; t++) {
-            scores[t] = mask && !mask[m * n + t] ? -INFINITY : dot_key(qh, k + t * st * size, bf16, Dh) * scale;
-            if (scores[t] > best) best = scores[t];
-        }
+        for (int64_t t = 0; t < n; t++) scores[t] = dot_key(qh, k + t * st * size, bf16, Dh);
+        const float total = softmax_numerators(scores, n, mask ? mask + m * n : 0, scale);
         for (int64_t d = 0; d < Dh; d++) acc[d] = 0;
-        for (int64_t t = 0; t < n; t++) {
-            const float p = expf(scores[t] - best);      /* a masked key: exp(-inf) = 0 */
-            total += p;
-            if (p != 0) add_value(p, v + t * st * size, bf16, acc, Dh);
-        }
+        for (int64_t t = 0; t < n; t++)
+            if (scores[t] != 0) add_value(scores[t], v + t * st * size, bf16, acc, Dh);
         for (int64_t d = 0; d < Dh; d++) acc[d] = rounded(acc[d] / total, bf16);
         free(scores);
     }
@@ -450,9 +459,11 @@ void gelu(const float *x, float *y, int64_t n, int bf16) {
     }
 }
 
-/* Cross-attention with its projections folded into the text, for bfloat16 activations. The text's keys K and
- * values V are the same at every step, so for head h and text position l
- *     q_h·k_l = (Wq_h x)·k_l = x·(Wq_hᵀ k_l) = x·A[h, l]      and      Wo (Σ_l p_l v_l)_h = Σ_{h,l} p_{h,l} B[h, l]
+/* Cross-attention with its projections folded into the text, for bfloat16 activations. The text's keys k and
+ * values v are the same at every step, so for head h (Wq_h: its Dh rows of Wq; Wo_h: its Dh columns of Wo)
+ * and text position l
+ *     score[h, l] = (Wq_h x)·k_l = x·(Wq_hᵀ k_l) = x·A[h, l]
+ *     out = Σ_h Wo_h (Σ_l p[h, l] v_l) = Σ_{h,l} p[h, l] (Wo_h v_l) = Σ_{h,l} p[h, l] B[h, l]
  * with A[h, l] = Wq_hᵀ k_l and B[h, l] = Wo_h v_l, vectors of width D made once per generation
  * (minicraft/layerstep.py). A step then reads 2·H·L·D numbers per row instead of the 2·D·D of Wq and Wo:
  * far fewer for a short prompt. x [M, D] -> out [M, D] (before the residual add). */
@@ -464,12 +475,8 @@ static void folded_cross_attention(const LayerStep *a, const float *x, float *ou
         const uint16_t *A = a->text_q + m * J * D, *B = a->text_out + m * J * D;
         bf16_rows(x + m * D, A, 0, 0, p, 0, 1, J, D);                     /* scores [H, L] = A x */
         for (int64_t h = 0; h < H; h++) {                                   /* softmax over each head's L */
-            float *ph = p + h * L, best = -INFINITY, total = 0;
-            for (int64_t l = 0; l < L; l++) {
-                ph[l] = a->mem_mask && !a->mem_mask[m * L + l] ? -INFINITY : ph[l] * scale;
-                if (ph[l] > best) best = ph[l];
-            }
-            for (int64_t l = 0; l < L; l++) total += (ph[l] = expf(ph[l] - best));
+            float *ph = p + h * L;
+            const float total = softmax_numerators(ph, L, a->mem_mask ? a->mem_mask + m * L : 0, scale);
             for (int64_t l = 0; l < L; l++) ph[l] /= total;
         }
         _Pragma("omp parallel for schedule(static)")                        /* out = Σ_j p_j B[j], by columns */

@@ -12,9 +12,9 @@ spectrum at several resolutions (STFT and mel losses). Its residual vector
 quantizer learns the way EnCodec's does: codebooks start from k-means on the
 first batch, follow the encoder by exponential moving averages (no gradient),
 replace codes nobody uses by fresh encoder outputs, and a commitment loss
-keeps the encoder close to its codes. Each batch uses a random number of
-codebooks (quantizer dropout), so every codebook learns to refine the ones
-before it.
+keeps the encoder close to its codes. Quantizer dropout (a random number of
+codebooks per batch, so that fewer codebooks also decode) is available but
+off in the shipped recipe.
 """
 from __future__ import annotations
 

@@ -162,8 +162,7 @@ def mel_distance(estimate: torch.Tensor, target: torch.Tensor, top_db: float | N
 
     With ``top_db``, both are floored ``top_db`` under the original's loudest bin, clip by clip (librosa's
     ``power_to_db`` does the same with 80). Toy-world clips are digitally silent in half their bins, about
-    130 dB under their peak, so without it a codec that leaves an inaudible floor 76 dB down there is
-    charged more than one that gets the audible part wrong.
+    130 dB under their peak; without a floor, an inaudible error down there counts as much as an audible one.
     """
     sr = toyworld.SAMPLE_RATE
     est, tgt = mel_spectrogram(estimate, sr), mel_spectrogram(target, sr)           # [N, 64, frames], log10
@@ -245,8 +244,8 @@ def main(argv=None):
         f"{name} {100 * accuracy(clf, wav, labels):.1f}%" for name, wav in unseen_degradations(audio).items()))
     print("\n| codebooks | mel distance | (80 dB range) | SI-SNR (dB) | classifier accuracy |\n|---|---|---|---|---|")
     for row in codec_report(model.codec, clf, audio, labels):
-        print(f"| {row['codebooks']} | {row['mel_distance']:.3f} | {row['mel_distance_80db']:.3f} | {row['si_snr']:.1f} | "
-              f"{100 * row['accuracy']:.1f}% |")
+        print(f"| {row['codebooks']} | {row['mel_distance']:.3f} | {row['mel_distance_80db']:.3f} | "
+              f"{row['si_snr']:.1f} | {100 * row['accuracy']:.1f}% |")
     print("\nreconstruction level against the original, by class (dB): " + ", ".join(
         f"{name} {db:+.1f}" for name, db in level_by_class(model.codec, audio, labels).items()))
     print("\n| cfg_coef | generated clips whose class is recognised |\n|---|---|")

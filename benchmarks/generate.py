@@ -199,21 +199,26 @@ def tiny(args):
 
 
 def precision(args):
-    """Each reduced-precision variant against float32, on the tiny model and on musicgen-small's architecture."""
+    """Each fast or reduced-precision variant against the plain float32 path, on the tiny model and musicgen-small."""
     from minicraft import MusicGen
     from minicraft.precision import compare as measure
     torch.set_num_threads(args.threads)
     prompts = ["a fast high chiptune melody in major", "the sound of rain", "a slow low flute melody in minor",
                "ticking clock"]
-    variants = {"bfloat16": dict(dtype="bfloat16"), "int8 (float32 activations)": dict(quantize="int8"),
+    from minicraft.attention import MultiheadAttention
+    variants = {"float32, fast paths (layer_step)": {},
+                "bfloat16": dict(dtype="bfloat16"), "int8 (float32 activations)": dict(quantize="int8"),
                 "int8 + bfloat16": dict(dtype="bfloat16", quantize="int8")}
     names = {"tiny": "tiny", f"musicgen-{args.size} (random weights)": str(build_weights(args.size, Path(args.cache)))}
-    print(f"{args.steps} greedy steps, CFG 3, {len(prompts)} prompts; logit differences in units of the float32 "
-          "logits' standard deviation\n")
+    print(f"{args.steps} greedy steps, CFG 3, {len(prompts)} prompts; logit differences against the plain float32 "
+          "path (every layer in PyTorch), in units of its logits' standard deviation\n")
     print("| model | variant | max logit diff | mean logit diff | same argmax (teacher forced) | "
           "same greedy tokens |\n|---|---|---|---|---|---|")
     for title, name in names.items():
         reference = MusicGen.get_pretrained(name, device="cpu")
+        for module in reference.lm.modules():              # the plain float32 path: every layer in PyTorch
+            if isinstance(module, MultiheadAttention):
+                module.fast = False
         for variant, kwargs in variants.items():
             r = measure(reference, MusicGen.get_pretrained(name, device="cpu", **kwargs), prompts, args.steps)
             print(f"| {title} | {variant} | {r.max_logit_diff:.3f} | {r.mean_logit_diff:.4f} | "
@@ -276,6 +281,8 @@ def products(args):
     print(f"one decoding step's matrix products, musicgen-small shapes, 2 rows, {args.threads} threads, "
           f"median of {args.repeats}:")
     run("float32 weights (PyTorch, MKL)", weights, lambda w: F.linear(x32[w.shape[1]], w))
+    if matvec.library() is not None:
+        run("float32 weights (minicraft kernel)", weights, lambda w: matvec.kernel_linear(x32[w.shape[1]], w))
     bf16 = [w.bfloat16() for w in weights]
     run("bfloat16 weights and rows (PyTorch)", bf16, lambda w: F.linear(x16[w.shape[1]], w))
     if matvec.library() is not None:
@@ -299,11 +306,11 @@ def products(args):
               f"{lm_step_ms(args, dtype, quantize, products=False, whole_layers=False):6.1f} ms")
     print("whole LM steps (products included), 2 rows at cache length 125, each layer in one layer_step call "
           "(matvec.c) against each layer in PyTorch:")
-    for dtype, quantize in (("bfloat16", None), ("float32", "int8"), ("bfloat16", "int8")):
+    for dtype, quantize in (("float32", None), ("bfloat16", None), ("float32", "int8"), ("bfloat16", "int8")):
         fused, plain = (lm_step_ms(args, dtype, quantize, whole_layers=w) for w in (True, False))
         print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {fused:6.1f} ms  (in PyTorch: {plain:5.1f})")
     print("the same with cross-attention's projections not folded into the 12-position text (layerstep.fold_cross):")
-    for dtype, quantize in (("bfloat16", None), ("bfloat16", "int8")):
+    for dtype, quantize in (("float32", None), ("bfloat16", None), ("bfloat16", "int8")):
         folded, unfolded = (lm_step_ms(args, dtype, quantize, fold=f) for f in (True, False))
         print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {folded:6.1f} ms folded, "
               f"{unfolded:6.1f} ms not")

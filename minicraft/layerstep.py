@@ -1,25 +1,26 @@
-"""A transformer layer's decoding step in one call to ``matvec.c`` (CPU, bfloat16 or int8 weights).
+"""A transformer layer's decoding step in one call to ``matvec.c`` (CPU; float32, bfloat16 or int8 weights).
 
-Once the products read bfloat16 or int8 weights at memory speed (:mod:`minicraft.matvec`), what is left
-of a decoding step is the thirty-odd small PyTorch operations per layer between them: norms, cache writes,
-attention, GELU, residual adds, views. Each costs far more than its arithmetic (dispatch, a new tensor,
-and caches just flushed by the product before it). ``layer_step`` in ``matvec.c`` does the whole layer
-for one position, the formula of :meth:`TransformerLayer.forward
-<minicraft.transformer.TransformerLayer.forward>`, rounding to bfloat16 where the layer stores a tensor.
-With float32 activations (int8 weights) it matches PyTorch's layer to ~1e-6; with bfloat16 ones it is as
-close to float32 as PyTorch's bfloat16 layer, but not the same trajectory (benchmarks/README.md).
+Once the products read their weights at memory speed, what is left of a decoding step is the thirty-odd
+small PyTorch operations per layer between them: norms, cache writes, attention, GELU, residual adds,
+views. Each costs far more than its arithmetic (dispatch, a new tensor, and caches just flushed by the
+product before it). ``layer_step`` in ``matvec.c`` does the whole layer for one position, the formula of
+:meth:`TransformerLayer.forward <minicraft.transformer.TransformerLayer.forward>`, rounding to bfloat16
+where the layer stores a tensor. With float32 activations it matches PyTorch's layer to float32 rounding
+(~1e-6: the same sums in another order, not the same bits); with bfloat16 ones it is as close to float32
+as PyTorch's bfloat16 layer, but not the same trajectory (benchmarks/README.md).
 
-With bfloat16 activations and a short text, cross-attention does not multiply by its query and output
+Where a short text makes it cheaper, cross-attention does not multiply by its query and output
 projections at all: the text's keys and values are fixed for a whole generation, so they are multiplied
 into those projections once (:func:`fold_text`), and each step reads 2·H·L·D numbers per row instead of
 Wq and Wo's 2·D·D. For musicgen-small, a 10-token prompt and CFG, that is 1.3 MB per layer instead of
 4 MB in bfloat16. The same sums in another order, rounded at other places (``matvec.c`` writes out the
-algebra; tests/test_layerstep.py checks it against float32 arithmetic); ``fold_cross = False`` turns it off.
+algebra; tests/test_layerstep.py checks it); ``fold_cross = False`` turns it off. Rows whose text is all
+zeros (CFG's null condition: its cross-attention adds exactly 0) skip cross-attention altogether.
 
 It takes over only where it computes exactly that layer: one new position, a plain
-:class:`~minicraft.attention.KVCache`, bfloat16 (at most 4 rows) or int8 (at most 16) weights without
-biases, the fast paths and kernels enabled. float32 weights never come here, so float32 results stay
-PyTorch's, bit for bit; ``MINICRAFT_KERNELS=0`` (or ``matvec.enabled = False``) turns it off with the kernels.
+:class:`~minicraft.attention.KVCache`, float32 or bfloat16 (at most 4 rows) or int8 (at most 16) weights
+without biases, the fast paths and kernels enabled. ``MINICRAFT_KERNELS=0`` (or ``matvec.enabled = False``,
+or ``layerstep.enabled = False``) leaves every layer to PyTorch, whose float32 results are the reference.
 """
 from __future__ import annotations
 
@@ -44,13 +45,13 @@ class Prepared(NamedTuple):
 
 
 class Weight(ctypes.Structure):
-    _fields_ = [("w", ptr), ("scale", ptr), ("O", i64), ("I", i64)]
+    _fields_ = [("w", ptr), ("scale", ptr), ("O", i64), ("I", i64), ("f32", ctypes.c_int)]
 
 
 class LayerStep(ctypes.Structure):
     """``LayerStep`` in matvec.c, field for field."""
     _fields_ = [("M", i64), ("D", i64), ("H", i64), ("F", i64), ("T", i64), ("max_len", i64), ("L", i64),
-                ("mem_sb", i64), ("mem_sh", i64), ("mem_sl", i64),
+                ("cross_rows", i64), ("mem_sb", i64), ("mem_sh", i64), ("mem_sl", i64),
                 ("act_bf16", ctypes.c_int), ("cross", ctypes.c_int), ("eps", ctypes.c_float),
                 *[(name, ptr) for name in ("norm1_w", "norm1_b", "norm_cross_w", "norm_cross_b",
                                            "norm2_w", "norm2_b")],
@@ -75,10 +76,10 @@ def matrix(parts: tuple, rows: int | None = None) -> Weight | None:
     """The C view of a weight (its first ``rows`` rows), or None if layer_step cannot take it."""
     w, scale, bias, fast = parts
     int8 = w.dtype == torch.int8 and scale is not None and scale.dtype == torch.float32
-    if not fast or bias is not None or not (int8 or w.dtype == torch.bfloat16) or not w.is_contiguous():
+    if not fast or bias is not None or not (int8 or w.dtype in (torch.bfloat16, torch.float32)) or not w.is_contiguous():
         return None
     rows = w.shape[0] if rows is None else rows
-    return Weight(w.data_ptr(), scale.data_ptr() if int8 else None, rows, w.shape[1])
+    return Weight(w.data_ptr(), scale.data_ptr() if int8 else None, rows, w.shape[1], w.dtype == torch.float32)
 
 
 def dequantized(parts: tuple, rows: int) -> torch.Tensor:
@@ -90,7 +91,7 @@ def dequantized(parts: tuple, rows: int) -> torch.Tensor:
 def fold_text(cross, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-attention's query and output projections folded into the text (``folded_cross_attention``).
 
-    keys, values [M, H, L, Dh] -> A, B [M, H·L, D] in bfloat16: A[m, h·L + l] = Wq_hᵀ k, B[m, h·L + l] = Wo_h v.
+    keys, values [M, H, L, Dh] -> A, B [M, H·L, D] in their dtype: A[m, h·L + l] = Wq_hᵀ k, B[m, h·L + l] = Wo_h v.
     """
     M, H, L, Dh = keys.shape
     D = H * Dh
@@ -98,7 +99,19 @@ def fold_text(cross, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Te
     wo = dequantized(linear_parts(cross.out_proj), D).view(D, H, Dh)        # out = Σ_h wo[:, h] @ att_h
     a = torch.einsum("mhlk,hkd->mhld", keys.float(), wq)
     b = torch.einsum("mhlk,dhk->mhld", values.float(), wo)
-    return (a.reshape(M, H * L, D).bfloat16().contiguous(), b.reshape(M, H * L, D).bfloat16().contiguous())
+    return (a.reshape(M, H * L, D).to(keys.dtype).contiguous(), b.reshape(M, H * L, D).to(keys.dtype).contiguous())
+
+
+def text_rows(keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """How many leading rows need cross-attention: the rows after them have all-zero text keys and values
+    (CFG's null condition) and a visible position, so softmax spreads over zeros and adds exactly 0."""
+    empty = (keys == 0).flatten(1).all(1) & (values == 0).flatten(1).all(1)          # [M]
+    if mask is not None:
+        empty &= mask.reshape(len(mask), -1).any(1)
+    rows = len(empty)
+    while rows > 0 and empty[rows - 1]:
+        rows -= 1
+    return rows
 
 
 def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCache) -> Prepared | None:
@@ -129,12 +142,13 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
             mask = cross_mask.reshape(M, -1).contiguous()
             args.mem_mask = mask.data_ptr()
             alive.append(mask)
+        args.cross_rows = text_rows(keys, values, cross_mask)
         weights.update(cross_q=matrix(in_proj_parts(cross), rows=D), cross_out=matrix(linear_parts(cross.out_proj)))
         norms["norm_cross"] = layer.norm_cross
     if any(w is None for w in weights.values()) or any(n.weight is None or n.bias is None for n in norms.values()):
         return None
     if any(not w.scale for w in weights.values()) and M > matvec.MAX_ROWS:
-        return None                     # bfloat16 weights and more rows: PyTorch's GEMM is faster
+        return None                     # float32 or bfloat16 weights and more rows: PyTorch's GEMM is faster
     for name, weight in weights.items():
         setattr(args, name, weight)
     for name, norm in norms.items():
@@ -143,12 +157,12 @@ def prepare(layer, x: torch.Tensor, cross_mask: torch.Tensor | None, cache: KVCa
         setattr(args, name + "_b", b.data_ptr())
         alive += [w, b]
     args.keys, args.values = cache.keys.data_ptr(), cache.values.data_ptr()
-    if cross is not None and fold_cross and x.dtype == torch.bfloat16:
+    if cross is not None and fold_cross and args.cross_rows > 0:
         keys, values = cache.memory
         projections = D * D * (in_proj_parts(cross)[0].element_size() + cross.out_proj.weight.element_size())
-        folded = 2 * M * H * keys.shape[2] * D * 2                # A and B: M·H·L vectors of D bfloat16 each
+        folded = 2 * args.cross_rows * H * keys.shape[2] * D * x.element_size()   # A and B: H·L vectors per row
         if folded < projections:                                   # fewer bytes per step than Wq and Wo
-            text_q, text_out = fold_text(cross, keys, values)
+            text_q, text_out = fold_text(cross, keys[:args.cross_rows], values[:args.cross_rows])
             args.text_q, args.text_out = text_q.data_ptr(), text_out.data_ptr()
             alive += [text_q, text_out]
     return Prepared(args, alive, cross_mask)

@@ -5,7 +5,8 @@
  * once or twice, so the step is bound by how fast the weights can be read
  * from memory, not by arithmetic. PyTorch's CPU kernels read bfloat16 and
  * int8 weights at about half the rate they read float32 ones (measured in
- * benchmarks/README.md); these loops read them 1.5-3x faster than those. They
+ * benchmarks/README.md); these loops read them 1.5-3x faster than those, and
+ * float32 ones about as fast as PyTorch (for layer_step, below). They
  * are plain C with AVX-512 intrinsics where the CPU has them and a portable
  * loop elsewhere (minicraft/matvec.py compiles this file with -O3
  * -march=native), and OpenMP splits the output rows across PyTorch's threads.
@@ -105,6 +106,7 @@ static inline void NAME(const WTYPE *u0, const WTYPE *u1, const WTYPE *u2, const
 #define AS_FLOAT(v) ((float)(v))
 DOT4X2(dot4x2_bf16, uint16_t, bf16_to_float, load16_bf16, 32)
 DOT4X2(dot4x2_int8, int8_t, AS_FLOAT, load16_int8, 64)
+DOT4X2(dot4x2_f32, float, AS_FLOAT, _mm512_loadu_ps, 16)
 
 /* y[m, o] = (sum_i x[m, i] w[o, i]) · scale[o] + bias[o], BLOCK output rows per task, split over threads.
  * Every weight read from memory serves two activation rows (a CFG pair) while it is in a register. */
@@ -131,6 +133,7 @@ static void NAME(const float *xf, const WTYPE *w, const float *scale, const floa
 }
 ROWS(bf16_rows, uint16_t, dot4x2_bf16)
 ROWS(int8_rows, int8_t, dot4x2_int8)
+ROWS(f32_rows, float, dot4x2_f32)
 
 /* int8 weights against bfloat16 activations, in integers (AVX-512 VNNI). In float32 each int8 weight costs
  * a widening, a conversion and one multiply-add per activation row; with both cores streaming weights, that
@@ -266,6 +269,12 @@ int linear_bf16(const void *x, int x_bf16, const uint16_t *w, const float *bias,
     return 0;
 }
 
+int linear_f32(const float *x, const float *w, const float *bias, float *y, int64_t M, int64_t O, int64_t I) {
+    if (M < 1 || M > MAX_ROWS) return -1;
+    f32_rows(x, w, 0, bias, y, 0, (int)M, O, I);
+    return 0;
+}
+
 int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, const float *bias,
                 void *y, int y_bf16, int64_t M, int64_t O, int64_t I) {
     float *xf = M < 1 || M > MAX_ROWS ? 0 : malloc((size_t)(M * I) * sizeof(float));   /* x as float32 */
@@ -282,22 +291,25 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
  * norms, the cache writes, two attentions, GELU, residual adds, views. Each costs 10-70 us, most of it
  * because the product before it has just streamed megabytes of weights through the caches. layer_step does
  * a whole pre-norm layer (x + SelfAttn(LN(x)); x + CrossAttn(LN(x), text); x + FFN(LN(x))) for one position
- * in one call, on the products above. Results are rounded to bfloat16 where the layer's tensors are stored.
- * With float32 activations it agrees with PyTorch's layer to about 1e-6 (the order of additions in norms and
+ * in one call, on the products above (float32, bfloat16 or int8 weights). Results are rounded to bfloat16 where
+ * the layer's tensors are stored. With float32 activations it agrees with PyTorch's layer to about 1e-6 (the order of additions in norms and
  * attention, gelu below against PyTorch's erf); with bfloat16 ones about half the outputs differ by one bfloat16
  * step, so PyTorch seems to round some intermediate that this keeps in float32 (not traced;
  * tests/test_layerstep.py). */
 
-typedef struct {   /* a weight matrix [O, I]: bfloat16 (scale NULL), or int8 with a float32 scale per row */
+typedef struct {   /* a weight matrix [O, I]: bfloat16 or float32 (scale NULL), or int8 with a float32 scale per row */
     const void *w;
     const float *scale;
     int64_t O, I;
+    int f32;                     /* the weights are float32 (else bfloat16, or int8 where scale is set) */
 } Weight;
 
 typedef struct {
     int64_t M, D, H, F;          /* rows (one per batch element), width, heads, feed-forward width */
     int64_t T, max_len;          /* steps already cached; cache slots */
     int64_t L;                   /* text positions (cross-attention keys) */
+    int64_t cross_rows;          /* rows 0..cross_rows-1 attend to the text; the others' text is all zeros
+                                  * (CFG's null condition), so their cross-attention adds exactly 0 */
     int64_t mem_sb, mem_sh, mem_sl;   /* strides (elements) of the text keys/values over batch, head, position */
     int act_bf16;                /* activations and caches are bfloat16 (else float32) */
     int cross;                   /* the layer has cross-attention */
@@ -307,7 +319,8 @@ typedef struct {
     void *keys, *values;               /* self-attention cache [M, H, max_len, Dh], written at slot T */
     const void *mem_keys, *mem_values; /* cross-attention keys/values [M, H, L, Dh] (strides above) */
     const uint8_t *mem_mask;           /* [M, L]: 1 where a query may look; NULL: everywhere */
-    const uint16_t *text_q, *text_out; /* cross-attention folded into the text (bfloat16 [M, H·L, D]), or NULL */
+    const void *text_q, *text_out;     /* cross-attention folded into the text ([M, H·L, D] in the activations'
+                                        * dtype), or NULL */
 } LayerStep;
 
 static inline float act_at(const void *p, int bf16, int64_t i) {
@@ -316,9 +329,15 @@ static inline float act_at(const void *p, int bf16, int64_t i) {
 
 static inline float rounded(float v, int bf16) { return bf16 ? bf16_to_float(float_to_bf16(v)) : v; }
 
-static void product(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
+/* y [M, O] = x [M, I] · Wᵀ in float32; x holds bfloat16 values where bf16 is set (the int8 kernel's integer form). */
+static void rows_times(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
     if (W->scale) int8_product(x, bf16, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
+    else if (W->f32) f32_rows(x, (const float *)W->w, 0, 0, y, 0, (int)M, W->O, W->I);
     else bf16_rows(x, (const uint16_t *)W->w, 0, 0, y, 0, (int)M, W->O, W->I);
+}
+
+static void product(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
+    rows_times(W, x, M, y, bf16);
     if (bf16) for (int64_t i = 0; i < M * W->O; i++) y[i] = rounded(y[i], 1);
 }
 
@@ -459,21 +478,23 @@ void gelu(const float *x, float *y, int64_t n, int bf16) {
     }
 }
 
-/* Cross-attention with its projections folded into the text, for bfloat16 activations. The text's keys k and
- * values v are the same at every step, so for head h (Wq_h: its Dh rows of Wq; Wo_h: its Dh columns of Wo)
- * and text position l
+/* Cross-attention with its projections folded into the text. The text's keys k and values v are the same at
+ * every step, so for head h (Wq_h: its Dh rows of Wq; Wo_h: its Dh columns of Wo) and text position l
  *     score[h, l] = (Wq_h x)·k_l = x·(Wq_hᵀ k_l) = x·A[h, l]
  *     out = Σ_h Wo_h (Σ_l p[h, l] v_l) = Σ_{h,l} p[h, l] (Wo_h v_l) = Σ_{h,l} p[h, l] B[h, l]
  * with A[h, l] = Wq_hᵀ k_l and B[h, l] = Wo_h v_l, vectors of width D made once per generation
- * (minicraft/layerstep.py). A step then reads 2·H·L·D numbers per row instead of the 2·D·D of Wq and Wo:
- * far fewer for a short prompt. x [M, D] -> out [M, D] (before the residual add). */
-static void folded_cross_attention(const LayerStep *a, const float *x, float *out) {
+ * (minicraft/layerstep.py) in the activations' dtype. A step then reads 2·H·L·D numbers per row instead of
+ * the 2·D·D of Wq and Wo: far fewer for a short prompt. x [rows, D] -> out [rows, D] (before the residual). */
+static void folded_cross_attention(const LayerStep *a, const float *x, int64_t rows, float *out) {
     const int64_t D = a->D, H = a->H, L = a->L, J = H * L;
+    const int bf16 = a->act_bf16;
+    const size_t size = bf16 ? 2 : 4;
     const float scale = 1.0f / sqrtf((float)(D / H));
     float *p = malloc((size_t)J * sizeof(float));
-    for (int64_t m = 0; m < a->M; m++) {
-        const uint16_t *A = a->text_q + m * J * D, *B = a->text_out + m * J * D;
-        bf16_rows(x + m * D, A, 0, 0, p, 0, 1, J, D);                     /* scores [H, L] = A x */
+    for (int64_t m = 0; m < rows; m++) {
+        const char *B = (const char *)a->text_out + m * J * D * size;
+        const Weight A = {(const char *)a->text_q + m * J * D * size, 0, J, D, !bf16};
+        rows_times(&A, x + m * D, 1, p, 0);                                /* scores [H, L] = A x */
         for (int64_t h = 0; h < H; h++) {                                   /* softmax over each head's L */
             float *ph = p + h * L;
             const float total = softmax_numerators(ph, L, a->mem_mask ? a->mem_mask + m * L : 0, scale);
@@ -483,12 +504,9 @@ static void folded_cross_attention(const LayerStep *a, const float *x, float *ou
         for (int64_t d0 = 0; d0 < D; d0 += 64) {
             const int64_t n = d0 + 64 < D ? 64 : D - d0;
             float acc[64] = {0};
-            for (int64_t j = 0; j < J; j++) {
-                if (p[j] == 0) continue;
-                const uint16_t *b = B + j * D + d0;
-                for (int64_t i = 0; i < n; i++) acc[i] += p[j] * bf16_to_float(b[i]);
-            }
-            for (int64_t i = 0; i < n; i++) out[m * D + d0 + i] = rounded(acc[i], 1);
+            for (int64_t j = 0; j < J; j++)
+                if (p[j] != 0) add_value(p[j], B + (j * D + d0) * size, bf16, acc, n);
+            for (int64_t i = 0; i < n; i++) out[m * D + d0 + i] = rounded(acc[i], bf16);
         }
     }
     free(p);
@@ -498,7 +516,8 @@ static void folded_cross_attention(const LayerStep *a, const float *x, float *ou
 int layer_step(const LayerStep *a, const void *x, void *y) {
     const int64_t M = a->M, D = a->D, H = a->H, F = a->F, Dh = D / a->H, T = a->T;
     const int bf16 = a->act_bf16;
-    if (M < 1 || M > MAX_ROWS || D % H || T >= a->max_len) return -1;
+    if (M < 1 || M > MAX_ROWS || D % H || T >= a->max_len || (a->cross && (a->cross_rows < 0 || a->cross_rows > M)))
+        return -1;
     float *work = malloc((size_t)M * (6 * D + F) * sizeof(float));
     if (!work) return -1;
     float *res = work, *h = res + M * D, *qkv = h + M * D, *att = qkv + 3 * M * D, *ff = att + M * D;
@@ -523,18 +542,19 @@ int layer_step(const LayerStep *a, const void *x, void *y) {
     for (int64_t i = 0; i < M * D; i++) res[i] = rounded(res[i] + h[i], bf16);
 
     /* cross-attention to the text, whose keys and values an earlier step projected */
-    if (a->cross) {
-        layer_norm(res, a->norm_cross_w, a->norm_cross_b, a->eps, M, D, bf16, h);
-        if (a->text_q && bf16) {
-            folded_cross_attention(a, h, att);
-            memcpy(h, att, (size_t)(M * D) * sizeof(float));
+    if (a->cross && a->cross_rows > 0) {
+        const int64_t C = a->cross_rows;                                   /* rows C..M-1 add 0 */
+        layer_norm(res, a->norm_cross_w, a->norm_cross_b, a->eps, C, D, bf16, h);
+        if (a->text_q) {
+            folded_cross_attention(a, h, C, att);
+            memcpy(h, att, (size_t)(C * D) * sizeof(float));
         } else {
-            product(&a->cross_q, h, M, qkv, bf16);
+            product(&a->cross_q, h, C, qkv, bf16);
             attend(qkv, a->mem_keys, a->mem_values, bf16, a->mem_sb, a->mem_sh, a->mem_sl, a->L, a->mem_mask,
-                   M, H, Dh, att);
-            product(&a->cross_out, att, M, h, bf16);
+                   C, H, Dh, att);
+            product(&a->cross_out, att, C, h, bf16);
         }
-        for (int64_t i = 0; i < M * D; i++) res[i] = rounded(res[i] + h[i], bf16);
+        for (int64_t i = 0; i < C * D; i++) res[i] = rounded(res[i] + h[i], bf16);
     }
 
     /* feed-forward: linear2(gelu(linear1(LN(x)))) */

@@ -12,15 +12,16 @@ calls it through ctypes.
 :func:`linear` is ``F.linear`` with that shortcut: it takes the kernel only
 when it applies (CPU tensors, bfloat16 weights with at most 4 rows or int8
 ones with at most 16, contiguous) and ``enabled`` is true, and otherwise calls PyTorch. Without a C
-compiler everything still works, through PyTorch. float32 weights always go
-to PyTorch, so float32 results are unchanged by this module.
+compiler everything still works, through PyTorch. A float32 product alone goes
+to PyTorch, which already reads float32 weights at memory speed; float32 layers
+take the float32 loop only inside ``layer_step`` (below).
 
 With bfloat16 activations, int8 weights are multiplied as 16-bit integers where the CPU has AVX-512 VNNI
 (each activation row scaled by a power of two; ``matvec.c`` states the error), because in float32 the
 conversions, not memory, set the pace on two cores.
 
 ``matvec.c`` also holds ``layer_step``, a whole transformer layer's decoding step in one call, built on
-the same products; :mod:`minicraft.layerstep` says when it takes over.
+the same products (and a float32 one); :mod:`minicraft.layerstep` says when it takes over.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ def library():
         if _library:
             i64, ptr, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
             _library.linear_bf16.argtypes = [ptr, flag, ptr, ptr, ptr, flag, i64, i64, i64]
+            _library.linear_f32.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64]
             _library.linear_int8.argtypes = [ptr, flag, ptr, ptr, ptr, ptr, flag, i64, i64, i64]
             _library.layer_step.argtypes = [ptr, ptr, ptr]
             _library.gelu.argtypes = [ptr, ptr, i64, flag]
@@ -117,6 +119,9 @@ def kernel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
             scale = scale.float().contiguous()
         status = lib.linear_int8(x.data_ptr(), is_bf16, weight.data_ptr(), scale.data_ptr(), bias_ptr,
                                  y.data_ptr(), is_bf16, x.numel() // in_features, out_features, in_features)
+    elif weight.dtype == torch.float32:                                    # float32 x and weight
+        status = lib.linear_f32(x.data_ptr(), weight.data_ptr(), bias_ptr, y.data_ptr(),
+                                x.numel() // in_features, out_features, in_features)
     else:
         status = lib.linear_bf16(x.data_ptr(), is_bf16, weight.data_ptr(), bias_ptr,
                                  y.data_ptr(), is_bf16, x.numel() // in_features, out_features, in_features)

@@ -50,11 +50,11 @@ def both_ways(layer, act, rows=2, steps=3, cross_mask=None):
     return fused, plain, cache, plain_cache
 
 
-KINDS = [("bfloat16", torch.bfloat16), ("int8", torch.float32), ("int8", torch.bfloat16)]
+KINDS = [("float32", torch.float32), ("bfloat16", torch.bfloat16), ("int8", torch.float32), ("int8", torch.bfloat16)]
 
 
 @pytest.mark.parametrize("weights, act, rows", [(w, a, rows) for w, a in KINDS for rows in (1, 2, 4)]
-                         + [("int8", torch.float32, 16), ("int8", torch.bfloat16, 16)])   # bfloat16: <= 4 rows
+                         + [("int8", torch.float32, 16), ("int8", torch.bfloat16, 16)])   # float, bfloat16: <= 4
 def test_layer_step_equals_the_layer(weights, act, rows):
     fused, plain, cache, plain_cache = both_ways(layer_in(weights, act), act, rows)
     assert fused is not None and fused.dtype == act and fused.shape == (rows, 1, D)
@@ -104,6 +104,40 @@ def test_cross_attention_folded_into_the_text(weights, masked):
     torch.testing.assert_close(steps[True], steps[False], atol=0.05, rtol=0.02)
 
 
+@pytest.mark.parametrize("fold", [True, False])
+def test_float32_cross_attention_folded_or_not_is_the_layer(fold):
+    """In float32 the folded text is the same sums in another order: within float32 rounding of PyTorch's layer."""
+    layerstep.fold_cross = fold
+    try:
+        fused, plain, cache, _ = both_ways(layer_in("float32", torch.float32), torch.float32, rows=1)
+    finally:
+        layerstep.fold_cross = True
+    assert bool(cache.step_args.args.text_q) == fold
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weights, act", KINDS)
+def test_rows_whose_text_is_all_zeros_skip_cross_attention(weights, act):
+    """CFG's null condition: zero keys and values, so its cross-attention adds exactly 0 and is not computed."""
+    layer = layer_in(weights, act)
+    cache, text = warm_cache(layer, act, 3, 3)
+    with torch.inference_mode():                         # rows 1 and 2: the null condition
+        for t in (*cache.memory, text):
+            t[1:] = 0
+    plain_cache = copy.deepcopy(cache)
+    x = torch.randn(3, 1, D).to(act)
+    with torch.inference_mode():
+        fused = layerstep.layer_step(layer, x, None, cache)
+        layerstep.enabled = False
+        try:
+            plain = layer(x, text, None, plain_cache)
+        finally:
+            layerstep.enabled = True
+    assert cache.step_args.args.cross_rows == 1
+    tol = dict(atol=1e-5, rtol=1e-5) if act == torch.float32 else dict(atol=0.05, rtol=0.02)
+    torch.testing.assert_close(fused, plain, **tol)
+
+
 def test_a_layer_without_cross_attention():
     fused, plain, *_ = both_ways(layer_in("int8", torch.float32, cross=False), torch.float32)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
@@ -112,10 +146,10 @@ def test_a_layer_without_cross_attention():
 def test_it_stays_out_where_it_would_not_be_the_same_layer():
     act = torch.float32
     fp32 = layer_in("float32", act)
-    cache, text = warm_cache(fp32, act, 2, 3)
+    rows5, _ = warm_cache(fp32, act, 5, 3)
     x = torch.randn(2, 1, D)
     with torch.inference_mode():
-        assert layerstep.layer_step(fp32, x, None, cache) is None             # float32 weights: PyTorch's
+        assert layerstep.layer_step(fp32, torch.randn(5, 1, D), None, rows5) is None     # float32: <= 4 rows
         int8 = layer_in("int8", act)
         cache, _ = warm_cache(int8, act, 2, 3)
         assert layerstep.layer_step(int8, torch.randn(2, 2, D), None, cache) is None      # two positions

@@ -221,7 +221,7 @@ def precision(args):
                 module.fast = False
         for variant, kwargs in variants.items():
             r = measure(reference, MusicGen.get_pretrained(name, device="cpu", **kwargs), prompts, args.steps)
-            print(f"| {title} | {variant} | {r.max_logit_diff:.3f} | {r.mean_logit_diff:.4f} | "
+            print(f"| {title} | {variant} | {r.max_logit_diff:.3g} | {r.mean_logit_diff:.3g} | "
                   f"{100 * r.teacher_forced_agreement:.1f} % | {100 * r.greedy_agreement:.1f} % |", flush=True)
 
 

@@ -76,7 +76,8 @@ def matrix(parts: tuple, rows: int | None = None) -> Weight | None:
     """The C view of a weight (its first ``rows`` rows), or None if layer_step cannot take it."""
     w, scale, bias, fast = parts
     int8 = w.dtype == torch.int8 and scale is not None and scale.dtype == torch.float32
-    if not fast or bias is not None or not (int8 or w.dtype in (torch.bfloat16, torch.float32)) or not w.is_contiguous():
+    floating = w.dtype in (torch.bfloat16, torch.float32)
+    if not fast or bias is not None or not (int8 or floating) or not w.is_contiguous():
         return None
     rows = w.shape[0] if rows is None else rows
     return Weight(w.data_ptr(), scale.data_ptr() if int8 else None, rows, w.shape[1], w.dtype == torch.float32)

@@ -41,6 +41,17 @@ def test_fused_attention_gives_the_plain_tokens(reference):
                 module.fast = True
 
 
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_float32_layer_step_gives_the_plain_tokens(reference, prompt, monkeypatch):
+    """One prompt (2 rows with CFG), so each float32 layer's step runs in matvec.c; against PyTorch's layers."""
+    reference.set_generation_params(duration=1.0, use_sampling=False)
+    tokens = {}
+    for enabled in (True, False):
+        monkeypatch.setattr(layerstep, "enabled", enabled)
+        _, tokens[enabled] = reference.generate([prompt], return_tokens=True)
+    assert torch.equal(tokens[True], tokens[False])
+
+
 def test_int8_fast_path_gives_the_dequantized_tokens():
     model = MusicGen.get_pretrained("tiny", device="cpu", quantize="int8")
     assert sum(isinstance(m, Int8Linear) for m in model.lm.modules()) == 4 * 6 + 4   # per layer 6, and 4 heads
@@ -114,8 +125,9 @@ def test_cuda_graphs_need_cuda(reference):
 
 
 @pytest.mark.skipif(matvec.library() is None, reason="no C compiler here")
-def test_reduced_precision_decoding_steps_use_the_kernels(monkeypatch):
-    """Every product of every step runs in matvec.c: alone, or inside a whole layer's step."""
+def test_decoding_steps_use_the_kernels(monkeypatch):
+    """Every layer of every step after the first runs in matvec.c's layer_step (so the float32 token tests above
+    compare it with the plain path); with bfloat16/int8 weights every product does, alone or inside it."""
     products, layer_steps = Counter(), Counter()
     real_product, real_layer = matvec.kernel_linear, layerstep.layer_step
 
@@ -130,6 +142,10 @@ def test_reduced_precision_decoding_steps_use_the_kernels(monkeypatch):
 
     monkeypatch.setattr(matvec, "kernel_linear", counting_product)
     monkeypatch.setattr(layerstep, "layer_step", counting_layer)
+    model = MusicGen.get_pretrained("tiny", device="cpu")                  # float32: layer_step, PyTorch's heads
+    model.set_generation_params(duration=0.2)
+    model.generate(PROMPTS[:1])
+    assert (products[torch.float32], layer_steps[torch.float32]) == (0, 12 * 4), (products, layer_steps)
     for kwargs, dtype in ((dict(dtype="bfloat16"), torch.bfloat16), (dict(quantize="int8"), torch.int8)):
         model = MusicGen.get_pretrained("tiny", device="cpu", **kwargs)
         model.set_generation_params(duration=0.2)                       # 10 frames: 13 steps with the delays

@@ -185,6 +185,17 @@ def codec_report(codec, clf: AttributeClassifier, audio: torch.Tensor, labels) -
 
 
 @torch.no_grad()
+def unquantized_report(codec, clf: AttributeClassifier, audio: torch.Tensor, labels) -> dict:
+    """The codec's encoder straight into its decoder, no quantizer: what the autoencoder alone keeps.
+
+    If this scores no better than all codebooks, more or bigger codebooks cannot help; the encoder and
+    decoder are what lose the sound."""
+    recon = codec.decoder(codec.encoder(audio[:, None]))[:, 0, :audio.shape[-1]]
+    return dict(mel_distance=mel_distance(recon, audio), mel_distance_80db=mel_distance(recon, audio, top_db=80),
+                accuracy=accuracy(clf, recon, labels))
+
+
+@torch.no_grad()
 def level_by_class(codec, audio: torch.Tensor, labels) -> dict[str, float]:
     """Reconstruction energy over original energy (dB, all codebooks) for each class.
 
@@ -246,6 +257,9 @@ def main(argv=None):
     for row in codec_report(model.codec, clf, audio, labels):
         print(f"| {row['codebooks']} | {row['mel_distance']:.3f} | {row['mel_distance_80db']:.3f} | "
               f"{row['si_snr']:.1f} | {100 * row['accuracy']:.1f}% |")
+    whole = unquantized_report(model.codec, clf, audio, labels)
+    print(f"| no quantizer | {whole['mel_distance']:.3f} | {whole['mel_distance_80db']:.3f} | | "
+          f"{100 * whole['accuracy']:.1f}% |")
     print("\nreconstruction level against the original, by class (dB): " + ", ".join(
         f"{name} {db:+.1f}" for name, db in level_by_class(model.codec, audio, labels).items()))
     print("\n| cfg_coef | generated clips whose class is recognised |\n|---|---|")

@@ -7,7 +7,7 @@ import torch
 from minicraft import toyworld as tw
 from minicraft.codec import Encodec
 from minicraft.evaluate import (accuracy, labelled_audio, level_by_class, mel_distance, si_snr, train_classifier,
-                                unseen_degradations)
+                                unquantized_report, unseen_degradations)
 from minicraft.tokenizer import T5Tokenizer
 from minicraft.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
                              lm_loss, spectral_loss, train_codec, train_tokenizer)
@@ -140,3 +140,14 @@ def test_level_by_class_reports_what_a_codec_drops():
     assert set(levels) == {tw.CLASSES[i] for i in labels.tolist()}
     for name, db in levels.items():
         assert db == pytest.approx(-6.02 if name in tw.INSTRUMENTS else 0.0, abs=0.01)
+
+
+def test_unquantized_report_bypasses_the_quantizer():
+    class Passthrough(torch.nn.Module):     # encoder and decoder that keep the sound; a quantizer that would not
+        encoder = decoder = torch.nn.Identity()
+        def encode(self, wav):
+            raise AssertionError("the quantizer must not be used")
+    clf = train_classifier(n=200, epochs=100)
+    _, audio, labels = labelled_audio(40, seed=3)
+    report = unquantized_report(Passthrough(), clf, audio, labels)
+    assert report["mel_distance"] == 0 and report["accuracy"] == accuracy(clf, audio, labels)

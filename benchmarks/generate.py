@@ -201,11 +201,11 @@ def tiny(args):
 def precision(args):
     """Each fast or reduced-precision variant against the plain float32 path, on the tiny model and musicgen-small."""
     from minicraft import MusicGen
+    from minicraft.attention import MultiheadAttention
     from minicraft.precision import compare as measure
     torch.set_num_threads(args.threads)
     prompts = ["a fast high chiptune melody in major", "the sound of rain", "a slow low flute melody in minor",
                "ticking clock"]
-    from minicraft.attention import MultiheadAttention
     variants = {"float32, fast paths (layer_step)": {},
                 "bfloat16": dict(dtype="bfloat16"), "int8 (float32 activations)": dict(quantize="int8"),
                 "int8 + bfloat16": dict(dtype="bfloat16", quantize="int8")}

@@ -172,15 +172,19 @@ def mel_distance(estimate: torch.Tensor, target: torch.Tensor, top_db: float | N
     return float((est - tgt).abs().mean())
 
 
+def reconstruction_measures(recon: torch.Tensor, audio: torch.Tensor, clf: AttributeClassifier, labels) -> dict:
+    """How close a reconstruction [N, T] is to the original [N, T], and whether the classifier still hears it."""
+    return dict(mel_distance=mel_distance(recon, audio), mel_distance_80db=mel_distance(recon, audio, top_db=80),
+                si_snr=float(si_snr(recon, audio).mean()), accuracy=accuracy(clf, recon, labels))
+
+
 @torch.no_grad()
 def codec_report(codec, clf: AttributeClassifier, audio: torch.Tensor, labels) -> list[dict]:
     codes = codec.encode(audio[:, None])                                  # [N, K, frames]
     rows = []
     for k in range(1, codes.shape[1] + 1):
         recon = codec.decode(codes[:, :k])[:, 0, :audio.shape[-1]]
-        rows.append(dict(codebooks=k, mel_distance=mel_distance(recon, audio),
-                         mel_distance_80db=mel_distance(recon, audio, top_db=80),
-                         si_snr=float(si_snr(recon, audio).mean()), accuracy=accuracy(clf, recon, labels)))
+        rows.append(dict(codebooks=k, **reconstruction_measures(recon, audio, clf, labels)))
     return rows
 
 
@@ -191,8 +195,7 @@ def unquantized_report(codec, clf: AttributeClassifier, audio: torch.Tensor, lab
     If this scores no better than all codebooks, more or bigger codebooks cannot help; the encoder and
     decoder are what lose the sound."""
     recon = codec.decoder(codec.encoder(audio[:, None]))[:, 0, :audio.shape[-1]]
-    return dict(mel_distance=mel_distance(recon, audio), mel_distance_80db=mel_distance(recon, audio, top_db=80),
-                accuracy=accuracy(clf, recon, labels))
+    return reconstruction_measures(recon, audio, clf, labels)
 
 
 @torch.no_grad()
@@ -258,8 +261,8 @@ def main(argv=None):
         print(f"| {row['codebooks']} | {row['mel_distance']:.3f} | {row['mel_distance_80db']:.3f} | "
               f"{row['si_snr']:.1f} | {100 * row['accuracy']:.1f}% |")
     whole = unquantized_report(model.codec, clf, audio, labels)
-    print(f"| no quantizer | {whole['mel_distance']:.3f} | {whole['mel_distance_80db']:.3f} | | "
-          f"{100 * whole['accuracy']:.1f}% |")
+    print(f"| no quantizer | {whole['mel_distance']:.3f} | {whole['mel_distance_80db']:.3f} | "
+          f"{whole['si_snr']:.1f} | {100 * whole['accuracy']:.1f}% |")
     print("\nreconstruction level against the original, by class (dB): " + ", ".join(
         f"{name} {db:+.1f}" for name, db in level_by_class(model.codec, audio, labels).items()))
     print("\n| cfg_coef | generated clips whose class is recognised |\n|---|---|")

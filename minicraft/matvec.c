@@ -291,11 +291,11 @@ int linear_int8(const void *x, int x_bf16, const int8_t *w, const float *scale, 
  * norms, the cache writes, two attentions, GELU, residual adds, views. Each costs 10-70 us, most of it
  * because the product before it has just streamed megabytes of weights through the caches. layer_step does
  * a whole pre-norm layer (x + SelfAttn(LN(x)); x + CrossAttn(LN(x), text); x + FFN(LN(x))) for one position
- * in one call, on the products above (float32, bfloat16 or int8 weights). Results are rounded to bfloat16 where
- * the layer's tensors are stored. With float32 activations it agrees with PyTorch's layer to about 1e-6 (the order of additions in norms and
- * attention, gelu below against PyTorch's erf); with bfloat16 ones about half the outputs differ by one bfloat16
- * step, so PyTorch seems to round some intermediate that this keeps in float32 (not traced;
- * tests/test_layerstep.py). */
+ * in one call, on the products above (float32, bfloat16 or int8 weights). Results are rounded to bfloat16
+ * where the layer's tensors are stored. With float32 activations it agrees with PyTorch's layer to about 1e-6
+ * (the order of additions in products, norms and attention, gelu below against PyTorch's erf); with bfloat16
+ * ones about half the outputs differ by one bfloat16 step, so PyTorch seems to round some intermediate that
+ * this keeps in float32 (not traced; tests/test_layerstep.py). */
 
 typedef struct {   /* a weight matrix [O, I]: bfloat16 or float32 (scale NULL), or int8 with a float32 scale per row */
     const void *w;
@@ -329,7 +329,7 @@ static inline float act_at(const void *p, int bf16, int64_t i) {
 
 static inline float rounded(float v, int bf16) { return bf16 ? bf16_to_float(float_to_bf16(v)) : v; }
 
-/* y [M, O] = x [M, I] · Wᵀ in float32; x holds bfloat16 values where bf16 is set (the int8 kernel's integer form). */
+/* y [M, O] = x [M, I] · Wᵀ in float32; where bf16 is set, x holds bfloat16 values (for the int8 integer form). */
 static void rows_times(const Weight *W, const float *x, int64_t M, float *y, int bf16) {
     if (W->scale) int8_product(x, bf16, (const int8_t *)W->w, W->scale, 0, y, 0, (int)M, W->O, W->I);
     else if (W->f32) f32_rows(x, (const float *)W->w, 0, 0, y, 0, (int)M, W->O, W->I);

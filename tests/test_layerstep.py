@@ -54,7 +54,7 @@ KINDS = [("float32", torch.float32), ("bfloat16", torch.bfloat16), ("int8", torc
 
 
 @pytest.mark.parametrize("weights, act, rows", [(w, a, rows) for w, a in KINDS for rows in (1, 2, 4)]
-                         + [("int8", torch.float32, 16), ("int8", torch.bfloat16, 16)])   # float, bfloat16: <= 4
+                         + [("int8", torch.float32, 16), ("int8", torch.bfloat16, 16)])   # float32, bfloat16: <= 4 rows
 def test_layer_step_equals_the_layer(weights, act, rows):
     fused, plain, cache, plain_cache = both_ways(layer_in(weights, act), act, rows)
     assert fused is not None and fused.dtype == act and fused.shape == (rows, 1, D)

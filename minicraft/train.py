@@ -100,6 +100,9 @@ class CodecTrainConfig:
     decay: float = 0.99
     dead_code_threshold: float = 0.1   # EMA uses per batch; see EMAQuantizer.update
     commitment: float = 1.0
+    # STFT window sizes of the spectral loss. The short ones (32-128 samples, 2-8 ms) are what let the
+    # codec keep clicks and raindrops: trained with only 256-2048, it smeared them into hiss.
+    stft_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
     checkpoint_every: int = 250
 
     def codec(self) -> EncodecConfig:
@@ -177,8 +180,12 @@ class EMAQuantizer:
         return out.view(B, frames, D).transpose(1, 2), commitment
 
 
-def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def spectral_loss(pred: torch.Tensor, target: torch.Tensor,
+                  sizes: tuple[int, ...] = CodecTrainConfig.stft_sizes) -> torch.Tensor:
     """Multi-resolution STFT (log-magnitude L1 + spectral convergence) and log-mel L1.
+
+    The STFT terms are averaged to the weight of four resolutions, whatever `sizes` holds, so that
+    adding windows changes what is measured, not how much the spectrum counts against the mel term.
 
     Logs are taken above a floor 40 dB under each clip's loudest bin. With an
     absolute floor, the thousand near-silent bins around a synthetic tone
@@ -187,13 +194,14 @@ def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     at -20 dB or lower.
     """
     loss = pred.new_zeros(())
-    for n_fft in (256, 512, 1024, 2048):
+    for n_fft in sizes:
         window = torch.hann_window(n_fft, device=pred.device)
         P = torch.stft(pred, n_fft, n_fft // 4, window=window, return_complex=True).abs()   # [B, bins, frames]
         T = torch.stft(target, n_fft, n_fft // 4, window=window, return_complex=True).abs()
         floor = 1e-2 * T.amax(dim=(1, 2), keepdim=True) + 1e-5                             # -40 dB, per clip
         loss = loss + F.l1_loss(torch.log(P + floor), torch.log(T + floor))
         loss = loss + torch.linalg.norm(P - T) / (torch.linalg.norm(T) + 1e-8)
+    loss = loss * 4 / len(sizes)
     mel_p = mel_power(pred, toyworld.SAMPLE_RATE, 1024, 256, 64)                              # [B, 64, frames]
     mel_t = mel_power(target, toyworld.SAMPLE_RATE, 1024, 256, 64)
     floor = 1e-4 * mel_t.amax(dim=(1, 2), keepdim=True) + 1e-9                                # power: -40 dB
@@ -201,13 +209,13 @@ def spectral_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, n_q: int, training: bool,
-               commitment_weight: float):
+               commitment_weight: float, stft_sizes: tuple[int, ...] = CodecTrainConfig.stft_sizes):
     """wav [B, 1, T] -> (total loss, dict of parts)."""
     latent = codec.encoder(wav)
     quantized, commitment = quantizer(latent, n_q, training)
     out = codec.decoder(quantized)[..., :wav.shape[-1]]
     l1 = F.l1_loss(out, wav)
-    spectral = spectral_loss(out[:, 0], wav[:, 0])
+    spectral = spectral_loss(out[:, 0], wav[:, 0], stft_sizes)
     total = 0.1 * l1 + spectral + commitment_weight * commitment
     return total, dict(l1=l1.item(), spectral=spectral.item(), commitment=commitment.item())
 
@@ -233,7 +241,7 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
         n_q = int(torch.randint(1, cfg.n_q + 1, ())) if cfg.quantizer_dropout else cfg.n_q
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
-        loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment)
+        loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment, cfg.stft_sizes)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)

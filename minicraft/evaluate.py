@@ -142,10 +142,25 @@ def train_classifier(n: int = 1500, seed: int = 100, epochs: int = 300, degraded
     return clf.eval()
 
 
+def class_names(labels: list[str] | torch.Tensor) -> list[str]:
+    return [toyworld.CLASSES[i] for i in labels.tolist()] if isinstance(labels, torch.Tensor) else list(labels)
+
+
 def accuracy(clf: AttributeClassifier, audio: torch.Tensor, labels: list[str] | torch.Tensor) -> float:
-    if isinstance(labels, torch.Tensor):
-        labels = [toyworld.CLASSES[i] for i in labels.tolist()]
-    return float(np.mean([p == y for p, y in zip(clf.predict(audio), labels)]))
+    return float(np.mean([p == y for p, y in zip(clf.predict(audio), class_names(labels))]))
+
+
+def recognised_by_class(predictions: list[str], labels: list[str] | torch.Tensor) -> dict[str, tuple[int, int]]:
+    """{class: (recognised, clips)}: the average hides which sounds are lost, this shows them."""
+    counts = {}
+    for p, y in zip(predictions, class_names(labels)):
+        hit, total = counts.get(y, (0, 0))
+        counts[y] = (hit + (p == y), total + 1)
+    return {name: counts[name] for name in toyworld.CLASSES if name in counts}
+
+
+def by_class_line(counts: dict[str, tuple[int, int]]) -> str:
+    return ", ".join(f"{name} {hit}/{total}" for name, (hit, total) in counts.items())
 
 
 def si_snr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -207,7 +222,7 @@ def level_by_class(codec, audio: torch.Tensor, labels) -> dict[str, float]:
     bells back at -20 dB or lower: silence was its cheapest answer to a tone.
     """
     recon = codec.decode(codec.encode(audio[:, None]))[:, 0, :audio.shape[-1]]
-    names = [toyworld.CLASSES[i] for i in labels.tolist()] if isinstance(labels, torch.Tensor) else labels
+    names = class_names(labels)
     levels = {}
     for name in toyworld.CLASSES:
         rows = [i for i, n in enumerate(names) if n == name]
@@ -220,6 +235,7 @@ def level_by_class(codec, audio: torch.Tensor, labels) -> dict[str, float]:
 class GenerationResult:
     cfg_coef: float
     recognised: float
+    by_class: dict[str, tuple[int, int]]
 
 
 @torch.no_grad()
@@ -234,8 +250,9 @@ def generation_report(model, clf: AttributeClassifier, clips: list, cfg_coefs=(1
         for i in range(0, len(clips), batch):
             wav = model.generate([c.caption for c in clips[i:i + batch]])[:, 0]
             predictions += clf.predict(wav[..., :int(toyworld.DURATION * toyworld.SAMPLE_RATE)])
-        recognised = float(np.mean([p == c.label for p, c in zip(predictions, clips)]))
-        results.append(GenerationResult(coef, recognised))
+        labels = [c.label for c in clips]
+        recognised = float(np.mean([p == y for p, y in zip(predictions, labels)]))
+        results.append(GenerationResult(coef, recognised, recognised_by_class(predictions, labels)))
     return results
 
 
@@ -263,11 +280,17 @@ def main(argv=None):
     whole = unquantized_report(model.codec, clf, audio, labels)
     print(f"| no quantizer | {whole['mel_distance']:.3f} | {whole['mel_distance_80db']:.3f} | "
           f"{whole['si_snr']:.1f} | {100 * whole['accuracy']:.1f}% |")
-    print("\nreconstruction level against the original, by class (dB): " + ", ".join(
+    with torch.no_grad():
+        recon = model.codec.decode(model.codec.encode(audio[:, None]))[:, 0, :audio.shape[-1]]
+    print("\nrecognised by class, all codebooks: " + by_class_line(recognised_by_class(clf.predict(recon), labels)))
+    print("reconstruction level against the original, by class (dB): " + ", ".join(
         f"{name} {db:+.1f}" for name, db in level_by_class(model.codec, audio, labels).items()))
+    results = generation_report(model, clf, clips)
     print("\n| cfg_coef | generated clips whose class is recognised |\n|---|---|")
-    for result in generation_report(model, clf, clips):
+    for result in results:
         print(f"| {result.cfg_coef:g} | {100 * result.recognised:.1f}% |")
+    for result in results:
+        print(f"recognised by class, cfg {result.cfg_coef:g}: {by_class_line(result.by_class)}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import torch
 from minicraft import toyworld as tw
 from minicraft.codec import Encodec
 from minicraft.evaluate import (accuracy, labelled_audio, level_by_class, mel_distance, si_snr, train_classifier,
-                                unquantized_report, unseen_degradations)
+                                recognised_by_class, unquantized_report, unseen_degradations)
 from minicraft.tokenizer import T5Tokenizer
 from minicraft.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
                              lm_loss, spectral_loss, train_codec, train_tokenizer)
@@ -168,3 +168,8 @@ def test_unquantized_report_bypasses_the_quantizer():
     _, audio, labels = labelled_audio(40, seed=3)
     report = unquantized_report(Passthrough(), clf, audio, labels)
     assert report["mel_distance"] == 0 and report["accuracy"] == accuracy(clf, audio, labels)
+
+
+def test_recognised_by_class_counts_hits_per_true_class_in_toy_world_order():
+    counts = recognised_by_class(["rain", "wind", "flute", "rain"], ["rain", "rain", "flute", "clock"])
+    assert counts == {"flute": (1, 1), "rain": (1, 2), "clock": (0, 1)}

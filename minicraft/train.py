@@ -262,11 +262,11 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
 
 @dataclass
 class LMTrainConfig:
-    steps: int = 3500
+    steps: int = 7000
     batch: int = 24
     lr: float = 1e-3
     warmup: int = 200
-    clips: int = 6000
+    clips: int = 12000
     seed: int = 1
     vocab_size: int = 200
     t5_dim: int = 128

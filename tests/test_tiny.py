@@ -30,12 +30,13 @@ def test_shipped_files_load_as_both_models(tiny):
     assert wav.shape == (2, 1, 16000) and torch.isfinite(wav).all()
 
 
-# Issue 4's targets, not met by the shipped model yet (measured on 200 held-out clips with the degradation-robust
-# classifier: 100 % on originals, 74.5 % on 4-codebook reconstructions; mel distance 0.990, 0.982, 0.968, 0.959
-# for 1..4 codebooks; generated clips recognised 47 % with cfg 1, 52 % with cfg 3). strict=True: once a better
-# model passes, these report XPASS and fail, so the markers come off with the fix.
-CODEC_GAP = "issue 4 open: rain, footsteps and square waves come back as other classes; 1 in 4 reconstructions misheard"
-GUIDANCE_GAP = "issue 4 open: capped by the codec; cfg 3 beats cfg 1 but recognises about half the prompts, not 70 %"
+# Issue 4's targets, not all met by the shipped model yet (measured on 200 held-out clips with the
+# degradation-robust classifier: 100 % on originals, 91.5 % on 4-codebook reconstructions; mel distance 0.933,
+# 0.927, 0.924, 0.920 for 1..4 codebooks; generated clips recognised 72.0 % with cfg 1, 72.5 % with cfg 3).
+# strict=True: once a better model passes, these report XPASS and fail, so the markers come off with the fix.
+CODEC_GAP = "issue 4 open: 8.5 points under the originals (wind and square waves misheard), the target is 5"
+GUIDANCE_GAP = "issue 4 open: cfg 3 recognises over 70 % but barely more than cfg 1, not clearly (5 points) more"
+CLEARLY = 0.05   # "clearly above": guidance must buy at least 5 points (2 of the 39 sampled clips)
 
 
 @pytest.mark.xfail(strict=True, reason=CODEC_GAP)
@@ -53,4 +54,4 @@ def test_guidance_makes_prompts_heard(tiny, classifier):
     clips = tw.sample_clips(39, seed=7, held_out=True)
     without, with_cfg = generation_report(tiny, classifier, clips, cfg_coefs=(1.0, 3.0))
     assert with_cfg.recognised >= 0.7
-    assert with_cfg.recognised > without.recognised
+    assert with_cfg.recognised >= without.recognised + CLEARLY

@@ -6,8 +6,8 @@ import torch
 
 from minicraft import toyworld as tw
 from minicraft.codec import Encodec
-from minicraft.evaluate import (accuracy, labelled_audio, level_by_class, mel_distance, si_snr, train_classifier,
-                                recognised_by_class, unquantized_report, unseen_degradations)
+from minicraft.evaluate import (accuracy, labelled_audio, level_by_class, mel_distance, misheard_as, misheard_line,
+                                recognised_by_class, si_snr, train_classifier, unquantized_report, unseen_degradations)
 from minicraft.tokenizer import T5Tokenizer
 from minicraft.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
                              lm_loss, spectral_loss, train_codec, train_tokenizer)
@@ -173,3 +173,11 @@ def test_unquantized_report_bypasses_the_quantizer():
 def test_recognised_by_class_counts_hits_per_true_class_in_toy_world_order():
     counts = recognised_by_class(["rain", "wind", "flute", "rain"], ["rain", "rain", "flute", "clock"])
     assert counts == {"flute": (1, 1), "rain": (1, 2), "clock": (0, 1)}
+
+
+def test_misheard_as_counts_only_misses_most_frequent_first():
+    heard = misheard_as(["wind", "flute", "engine", "engine", "rain", "bell"],
+                        ["rain", "flute", "wind", "wind", "wind", "clock"])
+    assert heard == {"wind": {"engine": 2, "rain": 1}, "rain": {"wind": 1}, "clock": {"bell": 1}}
+    assert list(heard) == ["rain", "wind", "clock"]                       # toy-world order, as by class
+    assert misheard_line(heard) == "rain as wind 1; wind as engine 2, rain 1; clock as bell 1"

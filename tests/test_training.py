@@ -6,8 +6,9 @@ import torch
 
 from minicraft import toyworld as tw
 from minicraft.codec import Encodec
-from minicraft.evaluate import (accuracy, labelled_audio, level_by_class, mel_distance, misheard_as, misheard_line,
-                                recognised_by_class, si_snr, train_classifier, unquantized_report, unseen_degradations)
+from minicraft.evaluate import (accuracy, generation_report, labelled_audio, level_by_class, mel_distance,
+                                misheard_as, misheard_line, recognised_by_class, si_snr, train_classifier,
+                                unquantized_report, unseen_degradations)
 from minicraft.tokenizer import T5Tokenizer
 from minicraft.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
                              lm_loss, spectral_loss, train_codec, train_tokenizer)
@@ -181,3 +182,27 @@ def test_misheard_as_counts_only_misses_most_frequent_first():
     assert heard == {"wind": {"engine": 2, "rain": 1}, "rain": {"wind": 1}, "clock": {"bell": 1}}
     assert list(heard) == ["rain", "wind", "clock"]                       # toy-world order, as by class
     assert misheard_line(heard) == "rain as wind 1; wind as engine 2, rain 1; clock as bell 1"
+
+
+def test_generation_report_applies_sampling_overrides_at_every_guidance_strength():
+    class Model:                       # records what it is asked to do; its "audio" is always silence
+        def __init__(self):
+            self.params = []
+
+        def set_generation_params(self, **params):
+            self.params.append(params)
+
+        def generate(self, captions):
+            return torch.zeros(len(captions), 1, int(tw.DURATION * tw.SAMPLE_RATE))
+
+    class Judge:                       # hears rain in everything
+        def predict(self, audio):
+            return ["rain"] * len(audio)
+
+    clips = tw.sample_clips(20, seed=3)
+    model = Model()
+    results = generation_report(model, Judge(), clips, cfg_coefs=(1.0, 3.0), batch=8, temperature=0.7)
+    assert model.params == [dict(duration=tw.DURATION, cfg_coef=c, temperature=0.7) for c in (1.0, 3.0)]
+    rain = sum(c.label == "rain" for c in clips)
+    assert [r.recognised for r in results] == [rain / len(clips)] * 2
+    assert all(sum(n for heard in r.misheard.values() for n in heard.values()) == len(clips) - rain for r in results)

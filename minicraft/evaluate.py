@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,13 +151,17 @@ def accuracy(clf: AttributeClassifier, audio: torch.Tensor, labels: list[str] | 
     return float(np.mean([p == y for p, y in zip(clf.predict(audio), class_names(labels))]))
 
 
+def heard_as(predictions: list[str], labels: list[str] | torch.Tensor) -> dict[str, Counter]:
+    """{true class: Counter of the classes heard}, in toy-world order: the confusion matrix, row by row."""
+    rows = {}
+    for p, y in zip(predictions, class_names(labels)):
+        rows.setdefault(y, Counter())[p] += 1
+    return {name: rows[name] for name in toyworld.CLASSES if name in rows}
+
+
 def recognised_by_class(predictions: list[str], labels: list[str] | torch.Tensor) -> dict[str, tuple[int, int]]:
     """{class: (recognised, clips)}: the average hides which sounds are lost, this shows them."""
-    counts = {}
-    for p, y in zip(predictions, class_names(labels)):
-        hit, total = counts.get(y, (0, 0))
-        counts[y] = (hit + (p == y), total + 1)
-    return {name: counts[name] for name in toyworld.CLASSES if name in counts}
+    return {name: (row[name], sum(row.values())) for name, row in heard_as(predictions, labels).items()}
 
 
 def by_class_line(counts: dict[str, tuple[int, int]]) -> str:
@@ -164,14 +169,10 @@ def by_class_line(counts: dict[str, tuple[int, int]]) -> str:
 
 
 def misheard_as(predictions: list[str], labels: list[str] | torch.Tensor) -> dict[str, dict[str, int]]:
-    """{true class: {heard class: clips}} for the misses: whether a lost sound turns into noise or a neighbour."""
-    confusions = {}
-    for p, y in zip(predictions, class_names(labels)):
-        if p != y:
-            heard = confusions.setdefault(y, {})
-            heard[p] = heard.get(p, 0) + 1
-    return {name: dict(sorted(confusions[name].items(), key=lambda kv: -kv[1]))
-            for name in toyworld.CLASSES if name in confusions}
+    """{true class: {heard class: clips}} for the misses, most frequent first: a lost sound's neighbour, or noise."""
+    misses = {name: {heard: n for heard, n in row.most_common() if heard != name}
+              for name, row in heard_as(predictions, labels).items()}
+    return {name: heard for name, heard in misses.items() if heard}
 
 
 def misheard_line(confusions: dict[str, dict[str, int]]) -> str:
@@ -260,6 +261,7 @@ def generation_report(model, clf: AttributeClassifier, clips: list, cfg_coefs=(1
                       batch: int = 16, **sampling) -> list[GenerationResult]:
     """Generate one clip per caption and classify it; ``sampling`` (temperature, top_k...) overrides the model's
     defaults (temperature 1, top-k 250 or the vocabulary), the same for every guidance strength."""
+    labels = [c.label for c in clips]
     results = []
     for coef in cfg_coefs:
         model.set_generation_params(duration=toyworld.DURATION, cfg_coef=coef, **sampling)
@@ -268,7 +270,6 @@ def generation_report(model, clf: AttributeClassifier, clips: list, cfg_coefs=(1
         for i in range(0, len(clips), batch):
             wav = model.generate([c.caption for c in clips[i:i + batch]])[:, 0]
             predictions += clf.predict(wav[..., :int(toyworld.DURATION * toyworld.SAMPLE_RATE)])
-        labels = [c.label for c in clips]
         recognised = float(np.mean([p == y for p, y in zip(predictions, labels)]))
         results.append(GenerationResult(coef, recognised, recognised_by_class(predictions, labels),
                                         misheard_as(predictions, labels)))

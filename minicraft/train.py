@@ -46,13 +46,16 @@ def save_checkpoint(path: Path, **state):
     tmp.replace(path)
 
 
-def resume(path: Path, **objects) -> int:
-    """Load a checkpoint into ``objects`` (anything with ``load_state_dict``); return its step, or 0."""
+def resume(path: Path, optional: tuple[str, ...] = (), **objects) -> int:
+    """Load a checkpoint into ``objects`` (anything with ``load_state_dict``); return its step, or 0.
+
+    Names in ``optional`` may be missing from the checkpoint: objects of a later phase than the one it saved."""
     state = load_checkpoint(path)
     if state is None:
         return 0
     for name, obj in objects.items():
-        obj.load_state_dict(state[name])
+        if name in state or name not in optional:
+            obj.load_state_dict(state[name])
     torch.set_rng_state(state["rng"])
     print(f"resuming from step {state['step']} ({path})")
     return state["step"]
@@ -103,6 +106,13 @@ class CodecTrainConfig:
     # STFT window sizes of the spectral loss. The short ones (32-128 samples, 2-8 ms) are what let the
     # codec keep clicks and raindrops: trained with only 256-2048, it smeared them into hiss.
     stft_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+    # Then a polish: the decoder alone, encoder and codebooks frozen (so the codes, and an LM trained on them,
+    # stay valid), with long windows (4-2 Hz bins) added to the loss. Without it the decoder turned wind, low
+    # noise, into something the classifier hears as an engine's hum (10 of 29 kept); trained with the long
+    # windows from the start, the codec lost footsteps and birds instead.
+    polish_steps: int = 1200
+    polish_lr: float = 1e-4
+    polish_stft_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
     checkpoint_every: int = 250
 
     def codec(self) -> EncodecConfig:
@@ -227,33 +237,45 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
     quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
     optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
                                  lr=cfg.lr, betas=(0.5, 0.9))
-    saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer)
-    step = resume(out / "checkpoint.pt", **saved)
+    polisher = torch.optim.Adam(codec.decoder.parameters(), lr=cfg.polish_lr, betas=(0.5, 0.9))
+    saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer, polisher=polisher)
+    step = resume(out / "checkpoint.pt", optional=("polisher",), **saved)
     _, audio = toy_audio(cfg.clips, cfg.seed)
     crop = int(cfg.crop_seconds * toyworld.SAMPLE_RATE)
+    total = cfg.steps + cfg.polish_steps
     bar = ProgressBar(first=step)
     log = open(out / "log.jsonl", "a")
     codec.train()
-    while step < cfg.steps:
+    while step < total:
         rows = torch.randint(len(audio), (cfg.batch,))
         starts = torch.randint(audio.shape[1] - crop + 1, (cfg.batch,))
         wav = torch.stack([audio[r, s:s + crop] for r, s in zip(rows, starts)])[:, None]   # [B, 1, T]
         n_q = int(torch.randint(1, cfg.n_q + 1, ())) if cfg.quantizer_dropout else cfg.n_q
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
-        loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment, cfg.stft_sizes)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
-        optimizer.step()
+        polishing = step >= cfg.steps
+        if polishing:                                # decoder only: the codes no longer change
+            codec.encoder.requires_grad_(False)
+            loss, parts = codec_loss(codec, quantizer, wav, n_q, False, cfg.commitment, cfg.polish_stft_sizes)
+            polisher.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(codec.decoder.parameters(), 1.0)
+            polisher.step()
+        else:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
+            loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment, cfg.stft_sizes)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+            optimizer.step()
         step += 1
         if step % log_every == 0:
             log.write(json.dumps(dict(step=step, loss=loss.item(), n_q=n_q, time=time.time(), **parts)) + "\n")
             log.flush()
-        bar(step, cfg.steps, f"loss {loss.item():.3f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        bar(step, total, f"loss {loss.item():.3f}" + (" (polishing the decoder)" if polishing else ""))
+        if step % cfg.checkpoint_every == 0 or step in (cfg.steps, total):
             checkpoint(out / "checkpoint.pt", step, cfg, **saved)
     bar.close()
+    codec.encoder.requires_grad_(True)
     codec.eval()
     return codec
 

@@ -103,7 +103,8 @@ def test_ema_codebooks_keep_codes_used_at_the_average_rate():
 
 
 def test_codec_training_resumes(tmp_path):
-    cfg = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "clips": 8, "checkpoint_every": 1})
+    cfg = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "polish_steps": 0, "clips": 8,
+                              "checkpoint_every": 1})
     train_codec(tmp_path, cfg, log_every=1)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2
@@ -111,6 +112,19 @@ def test_codec_training_resumes(tmp_path):
     train_codec(tmp_path, cfg, log_every=1)                   # continues from step 2
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_decoder_polish_keeps_the_codes(tmp_path):
+    # The polish trains the decoder alone, so an LM trained on the codec's codes stays valid; it also resumes
+    # from a checkpoint written before it existed (the shipped codec was polished that way).
+    cfg = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "polish_steps": 0, "clips": 8})
+    before = train_codec(tmp_path, cfg, log_every=1).state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    cfg.polish_steps = 2
+    after = train_codec(tmp_path, cfg, log_every=1).state_dict()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 4
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"decoder"}
 
 
 def test_lm_step_lowers_loss(tokenizer, clips):

@@ -14,7 +14,8 @@ first batch, follow the encoder by exponential moving averages (no gradient),
 replace codes nobody uses by fresh encoder outputs, and a commitment loss
 keeps the encoder close to its codes. Quantizer dropout (a random number of
 codebooks per batch, so that fewer codebooks also decode) is available but
-off in the shipped recipe.
+off in the shipped recipe. A last phase polishes the decoder alone (the codes
+stay as they were) with longer STFT windows in the loss.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ class CodecTrainConfig:
     stft_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
     # Then a polish: the decoder alone, encoder and codebooks frozen (so the codes, and an LM trained on them,
     # stay valid), with long windows (4-2 Hz bins) added to the loss. Without it the decoder turned wind, low
-    # noise, into something the classifier hears as an engine's hum (10 of 29 kept); trained with the long
+    # noise, into something the classifier hears as an engine's hum (9 of 29 kept); trained with the long
     # windows from the start, the codec lost footsteps and birds instead.
     polish_steps: int = 1200
     polish_lr: float = 1e-4

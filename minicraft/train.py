@@ -255,19 +255,17 @@ def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encode
         polishing = step >= cfg.steps
         if polishing:                                # decoder only: the codes no longer change
             codec.encoder.requires_grad_(False)
-            loss, parts = codec_loss(codec, quantizer, wav, n_q, False, cfg.commitment, cfg.polish_stft_sizes)
-            polisher.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(codec.decoder.parameters(), 1.0)
-            polisher.step()
+            opt, trained, sizes = polisher, codec.decoder, cfg.polish_stft_sizes
         else:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
-            loss, parts = codec_loss(codec, quantizer, wav, n_q, True, cfg.commitment, cfg.stft_sizes)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
-            optimizer.step()
+            opt, trained, sizes = optimizer, codec, cfg.stft_sizes
+        # training=False while polishing: the quantizer's EMA leaves the codebooks as they are
+        loss, parts = codec_loss(codec, quantizer, wav, n_q, not polishing, cfg.commitment, sizes)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+        opt.step()
         step += 1
         if step % log_every == 0:
             log.write(json.dumps(dict(step=step, loss=loss.item(), n_q=n_q, time=time.time(), **parts)) + "\n")

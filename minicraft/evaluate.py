@@ -14,6 +14,10 @@
 3. **Generation report**: clips generated from held-out captions; the share
    whose class the classifier recognises, with and without classifier-free
    guidance.
+4. **Caption information**: on real held-out clips, how many nats per code the
+   caption saves the LM, frame by frame. Guidance amplifies exactly this
+   difference between the LM with and without text; where it is ~0 (the audio
+   heard so far already says what is playing) guidance only amplifies noise.
 
     python -m minicraft.evaluate --model data/tiny
 """
@@ -276,6 +280,27 @@ def generation_report(model, clf: AttributeClassifier, clips: list, cfg_coefs=(1
     return results
 
 
+CAPTION_SPANS = ((0, 1), (1, 5), (5, 25), (25, 100))     # frames [start, end)
+
+
+@torch.no_grad()
+def caption_information(model, clips: list, spans=CAPTION_SPANS) -> torch.Tensor:
+    """[len(spans), K]: mean nats per code that the caption saves the LM on the real clips' own codes.
+
+    Teacher forcing with and without the text, the same null condition that guidance uses."""
+    from .models import text_mask
+    audio = torch.from_numpy(toyworld.render_batch(clips))[:, None].to(model.device)
+    codes = model.codec.encode(audio.to(model.codec_dtype))                        # [N, K, T]
+    cond, null, mask, null_mask = model.conditions([c.caption for c in clips], two_step=False)
+    losses = []
+    for cross, cross_mask in ((cond, mask), (null, null_mask)):
+        logits, valid = model.lm.compute_predictions(codes, cross, text_mask(cross_mask))   # [N, K, T, card]
+        nll = F.cross_entropy(logits.nan_to_num().float().permute(0, 3, 1, 2), codes, reduction="none")
+        losses.append(nll.masked_fill(~valid, float("nan")))                     # [N, K, T]
+    saved = losses[1] - losses[0]
+    return torch.stack([saved[..., a:b].nanmean(dim=(0, 2)) for a, b in spans]).cpu()
+
+
 def main(argv=None):
     from .models import MusicGen
     p = argparse.ArgumentParser(prog="python -m minicraft.evaluate", description=__doc__.split("\n\n")[0])
@@ -318,6 +343,12 @@ def main(argv=None):
     for result in results:
         print(f"recognised by class, cfg {result.cfg_coef:g}: {by_class_line(result.by_class)}")
         print(f"  misheard as: {misheard_line(result.misheard)}")
+    saved = caption_information(model, clips)
+    print("\nnats per code the caption saves the LM on the real clips (what guidance has to amplify)")
+    print("| frames | " + " | ".join(f"codebook {k + 1}" for k in range(saved.shape[1])) + " |")
+    print("|---" * (saved.shape[1] + 1) + "|")
+    for (a, b), row in zip(CAPTION_SPANS, saved.tolist()):
+        print(f"| {a}-{b - 1} | " + " | ".join(f"{x:.3f}" for x in row) + " |")
 
 
 if __name__ == "__main__":

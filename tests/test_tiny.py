@@ -4,7 +4,8 @@ import torch
 
 from minicraft import AudioGen, MusicGen
 from minicraft import toyworld as tw
-from minicraft.evaluate import accuracy, codec_report, generation_report, labelled_audio, train_classifier
+from minicraft.evaluate import (accuracy, caption_information, codec_report, generation_report, labelled_audio,
+                                train_classifier)
 from minicraft.models import TINY
 
 
@@ -32,7 +33,8 @@ def test_shipped_files_load_as_both_models(tiny):
 
 # Issue 4's targets, measured on 200 held-out clips of seed 7 with the degradation-robust classifier: 100 % on
 # originals, 95.5 % on 4-codebook reconstructions; mel distance 0.952, 0.943, 0.940, 0.936 for 1..4 codebooks;
-# generated clips recognised 76.5 % with cfg 1, 77.0 % with cfg 3. The guidance target is not met yet;
+# generated clips recognised 76.5 % with cfg 1, 77.0 % with cfg 3. The guidance target is not met yet, and
+# test_the_caption_informs_the_opening_frame_only says why (README, "Why guidance buys nothing here").
 # strict=True: once a better model passes, it reports XPASS and fails, so the marker comes off with the fix.
 GUIDANCE_GAP = "issue 4 open: cfg 3 recognises over 70 % but barely more than cfg 1, not clearly (5 points) more"
 CLEARLY = 0.05   # "clearly above": guidance must buy at least 5 points (2 of the 39 sampled clips)
@@ -53,3 +55,12 @@ def test_guidance_makes_prompts_heard(tiny, classifier):
     without, with_cfg = generation_report(tiny, classifier, clips, cfg_coefs=(1.0, 3.0))
     assert with_cfg.recognised >= 0.7
     assert with_cfg.recognised >= without.recognised + CLEARLY
+
+
+def test_the_caption_informs_the_opening_frame_only(tiny):
+    """Why guidance buys so little here: once the LM has heard a frame, the audio says what is playing, and the
+    caption saves it almost nothing. Measured on 256 clips of seed 13: 2.93 nats on the first code, at most 0.04
+    per code anywhere after it."""
+    saved = caption_information(tiny, tw.sample_clips(64, seed=13, held_out=True))      # [spans, K]
+    assert saved[0, 0] > 1.0
+    assert saved[1:].abs().max() < 0.2 and saved[0, 1:].abs().max() < 0.2

@@ -296,6 +296,7 @@ class LMTrainConfig:
     num_heads: int = 6
     num_layers: int = 4
     condition_dropout: float = 0.2       # share of captions replaced by "no text", for CFG
+    caption_noise: float = 0.0           # share of training captions that describe another class's clip
     checkpoint_every: int = 250
 
 
@@ -354,12 +355,28 @@ def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None)
     return F.cross_entropy(logits[valid], codes[valid])
 
 
+def noisy_captions(clips: list[toyworld.Clip], share: float, seed: int) -> list[str]:
+    """The clips' captions, ``share`` of them swapped for the caption of a clip of another class.
+
+    Captions scraped from the web are often wrong; a model trained on them follows a prompt only so far
+    with cfg 1, and guidance is what makes it follow. With every caption right, the toy world's LM hears the
+    class in the caption perfectly and guidance has nothing left to buy."""
+    rng = np.random.default_rng(seed)
+    captions = [c.caption for c in clips]
+    for i in np.flatnonzero(rng.random(len(clips)) < share):
+        j = int(rng.integers(len(clips)))
+        while clips[j].label == clips[i].label:
+            j = int(rng.integers(len(clips)))
+        captions[i] = clips[j].caption
+    return captions
+
+
 def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int = 50):
     from .tokenizer import T5Tokenizer
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     clips = toyworld.sample_clips(cfg.clips, seed=cfg.seed)
-    captions = [c.caption for c in clips]
+    captions = noisy_captions(clips, cfg.caption_noise, cfg.seed)
     if not (out / "spiece.model").is_file():
         train_tokenizer(captions, out, cfg.vocab_size)
     tokenizer = T5Tokenizer(out / "spiece.model")
@@ -428,6 +445,8 @@ def main(argv=None):
     m.add_argument("--codec", type=Path, default=Path("runs/codec"))
     m.add_argument("--out", type=Path, default=Path("runs/lm"))
     m.add_argument("--steps", type=int, default=LMTrainConfig.steps)
+    m.add_argument("--caption-noise", type=float, default=LMTrainConfig.caption_noise,
+                   help="share of training captions swapped for another class's (an experiment; 0 ships)")
     m.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
     e.add_argument("--codec", type=Path, default=Path("runs/codec"))
@@ -440,7 +459,7 @@ def main(argv=None):
     if args.what == "codec":
         train_codec(args.out, CodecTrainConfig(steps=args.steps))
     elif args.what == "lm":
-        train_lm(args.out, args.codec, LMTrainConfig(steps=args.steps))
+        train_lm(args.out, args.codec, LMTrainConfig(steps=args.steps, caption_noise=args.caption_noise))
     else:
         from .export import export_musicgen
         codec = load_trained_codec(args.codec)

@@ -11,7 +11,7 @@ from minicraft.evaluate import (accuracy, generation_report, labelled_audio, lev
                                 unquantized_report, unseen_degradations)
 from minicraft.tokenizer import T5Tokenizer
 from minicraft.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
-                             lm_loss, spectral_loss, train_codec, train_tokenizer)
+                             lm_loss, noisy_captions, spectral_loss, train_codec, train_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,17 @@ def test_decoder_polish_keeps_the_codes(tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 4
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"decoder"}
+
+
+def test_noisy_captions_swap_a_share_for_other_classes_captions():
+    clips = tw.sample_clips(2000, seed=3)
+    captions = noisy_captions(clips, 0.2, seed=1)
+    assert captions == noisy_captions(clips, 0.2, seed=1)                        # deterministic
+    assert noisy_captions(clips, 0.0, seed=1) == [c.caption for c in clips]
+    swapped = [i for i, (c, text) in enumerate(zip(clips, captions)) if text != c.caption]
+    assert 0.17 < len(swapped) / len(clips) < 0.23
+    by_caption = {c.caption: c.label for c in clips}
+    assert all(by_caption[captions[i]] != clips[i].label for i in swapped)     # always another class's caption
 
 
 def test_lm_step_lowers_loss(tokenizer, clips):

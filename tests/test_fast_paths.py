@@ -68,11 +68,11 @@ def test_quantize_rows_error_is_half_a_step():
 
 
 @pytest.mark.parametrize("kwargs, max_mean_diff, min_teacher_forced", [
-    # measured on the tiny model retrained 2026-12-06, matvec kernels (the 2026-12-01 one: 0.0605 / 90.8 %,
-    # 0.0120 / 98.2 %, 0.0619 / 90.0 %)
-    (dict(dtype="bfloat16"), 0.085, 0.86),                    # measured: 0.055 std, 90.9 %
-    (dict(quantize="int8"), 0.02, 0.96),                      # measured: 0.0131 std, 97.5 %
-    (dict(dtype="bfloat16", quantize="int8"), 0.085, 0.86),   # measured: 0.057 std, 91.2 %
+    # measured on the tiny model whose LM was retrained on partly wrong captions (2026-12-06, later), matvec
+    # kernels (the earlier 2026-12-06 LM: 0.055 / 90.9 %, 0.0131 / 97.5 %, 0.057 / 91.2 %)
+    (dict(dtype="bfloat16"), 0.085, 0.86),                    # measured: 0.0545 std, 92.8 %
+    (dict(quantize="int8"), 0.02, 0.96),                      # measured: 0.0129 std, 98.1 %
+    (dict(dtype="bfloat16", quantize="int8"), 0.085, 0.86),   # measured: 0.0561 std, 92.4 %
 ])
 @pytest.mark.parametrize("kernels", [True, False], ids=["matvec kernels", "pytorch kernels"])
 def test_reduced_precision_within_stated_error(reference, kwargs, max_mean_diff, min_teacher_forced, kernels,

@@ -143,7 +143,7 @@ def build_weights(size: str, cache: Path) -> Path:
     if not (folder / "config.json").exists():
         print(f"building random musicgen-{size} weights in {folder} ...", file=sys.stderr)
         save_musicgen(build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SIZES[size]), folder,
-                      tokenizer=ROOT / "data" / "tiny")
+                      tokenizer=ROOT / "minicraft" / "assets" / "tiny")
     return folder
 
 

@@ -19,7 +19,7 @@
    difference between the LM with and without text; where it is ~0 (the audio
    heard so far already says what is playing) guidance only amplifies noise.
 
-    python -m minicraft.evaluate --model data/tiny
+    python -m minicraft.evaluate --model minicraft/assets/tiny
 """
 from __future__ import annotations
 

@@ -89,10 +89,10 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
         raise ValueError(f"unknown quantize={quantize!r}; use 'int8' or None.")
     folder = Path(name).expanduser()
     if not folder.is_dir():
-        if folder.name == "tiny" and folder.parent.name == "data":
-            raise FileNotFoundError(f"{folder}: the tiny model is not there; it ships with the minicraft "
-                                    "repository (install from a checkout with `pip install -e .`), or "
-                                    "retrain it with `python -m minicraft.train` (see the README).")
+        if folder.name == "tiny" and folder.parent.name == "assets":
+            raise FileNotFoundError(f"{folder}: the tiny model is not there; it ships inside the minicraft "
+                                    "package (reinstall minicraft), or retrain it with "
+                                    "`python -m minicraft.train` (see the README).")
         if name.startswith((".", "/", "~")) or name.count("/") != 1:
             raise FileNotFoundError(f"{name}: no such folder, and not a Hub id like 'facebook/musicgen-small'.")
         folder = fetch_model(name, kind)

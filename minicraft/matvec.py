@@ -7,7 +7,10 @@ bfloat16 and int8 ones at about half of it, which undoes most of what the
 smaller weights were for. ``matvec.c`` is a plain loop that reads them
 1.5-3x faster (``benchmarks/README.md``); this module compiles it once with the system's C compiler
 (``cc -O3 -march=native -fopenmp``, cached under ``~/.cache/minicraft``) and
-calls it through ctypes.
+calls it through ctypes. ``MINICRAFT_MARCH`` sets the target instead of ``native`` (``x86-64-v3``: AVX2 and
+FMA, no AVX-512), and the cache key holds what the compiler made of the target, so a shared home directory
+serves nodes of different CPUs, each its own build. A compiler that cannot build it (none, or no OpenMP as
+with Apple's clang) means PyTorch's kernels, said once in one line on stderr.
 
 :func:`linear` is ``F.linear`` with that shortcut: it takes the kernel only
 when it applies (CPU tensors, bfloat16 weights with at most 4 rows or int8
@@ -25,6 +28,7 @@ the same products (and a float32 one); :mod:`minicraft.layerstep` says when it t
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -42,44 +46,95 @@ MAX_ROWS = 4            # bfloat16 weights: from 8 rows on, PyTorch's own GEMM i
 MAX_ROWS_INT8 = 16      # int8 weights: below this PyTorch has nothing nearly as fast (matvec.c takes up to 16)
 enabled = os.environ.get("MINICRAFT_KERNELS", "1") != "0"   # False: always PyTorch (the plain path)
 _library = None          # the loaded kernels; False once we know they cannot be built here
+_warned = False          # the fallback has been announced (once per process)
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MINICRAFT_CACHE", Path.home() / ".cache" / "minicraft"))
 
 
+def target_flags() -> list[str]:
+    """The code-generation target: this CPU unless ``MINICRAFT_MARCH`` names another (``x86-64-v3``, ...)."""
+    return [f"-march={os.environ.get('MINICRAFT_MARCH') or 'native'}"]
+
+
+def target_macros(compiler: str, target: list[str]) -> str | None:
+    """What ``target`` means to this compiler on this CPU: its predefined macros (``__AVX512F__``, ``__ARM_NEON``...).
+
+    ``-march=native`` names a different instruction set on every CPU, so the flags alone cannot key the cache:
+    a library built on an AVX-512 node would crash an AVX2 node sharing the same home directory.
+    """
+    try:
+        done = subprocess.run([compiler, *target, "-dM", "-E", "-x", "c", os.devnull],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = sorted(done.stdout.splitlines())
+    return "\n".join(lines) if done.returncode == 0 and lines else None
+
+
+def _fallback(reason: str) -> None:
+    """Say once, in one line, why products go to PyTorch instead of the kernels."""
+    global _warned
+    if not _warned:
+        print(f"minicraft: {reason}; using PyTorch's kernels instead (slower on a CPU).",
+              file=sys.stderr)
+        _warned = True
+
+
 def compile_kernels() -> Path | None:
-    """Build matvec.c for this machine (once per source, compiler and Python); None if impossible."""
+    """Build matvec.c for this CPU (once per source, compiler, target and Python); None if impossible."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None or sys.platform == "win32":
+        _fallback("no C compiler found to build minicraft's CPU kernels")
         return None
-    flags = ["-O3", "-march=native", "-fPIC", "-shared", "-fopenmp"]
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"matvec-{key}.so"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        for attempt in (flags, [f for f in flags if f != "-fopenmp"]):   # no OpenMP: one thread, same results
-            try:
-                done = subprocess.run([compiler, *attempt, str(SOURCE), "-o", str(out), "-lm"], capture_output=True)
-            except OSError:                                             # CC names no runnable program
+    target = target_flags()
+    macros = target_macros(compiler, target)
+    if macros is None:
+        _fallback(f"the C compiler {compiler!r} does not run or does not accept {' '.join(target)}")
+        return None
+    flags = ["-O3", *target, "-fPIC", "-shared", "-fopenmp"]
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join([compiler, *flags]).encode(),
+                                      macros.encode()])).hexdigest()[:16]
+    target_path = cache_dir() / f"matvec-{key}.so"
+    if target_path.is_file():
+        return target_path
+    try:
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target_path.parent) as tmp:
+            out = Path(tmp) / target_path.name
+            done = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(out), "-lm"], capture_output=True,
+                                  text=True)
+            if done.returncode != 0 or not out.is_file():
+                # Without OpenMP (Apple's clang) the kernels would run on one thread: PyTorch is faster then.
+                first = (done.stderr.strip().splitlines() or ["no library written"])[0]
+                _fallback(f"{compiler} could not build minicraft's CPU kernels with OpenMP ({first})")
                 return None
-            if done.returncode == 0:
-                out.replace(target)                                     # atomic: never a half-written library
-                return target
-    return None
+            out.replace(target_path)                                    # atomic: never a half-written library
+    except OSError as error:                                            # unwritable cache, CC not runnable
+        _fallback(f"minicraft's CPU kernels could not be built in {cache_dir()} ({error})")
+        return None
+    return target_path
 
 
 def library():
     """The compiled kernels, or None (no compiler, not a CPU we can build for)."""
     global _library
     if _library is None:
-        path = compile_kernels()
         # Loaded after torch: its OpenMP runtime (libgomp.so.1 in torch/lib on Linux) is already in the
         # process, so the kernels' parallel loops share PyTorch's threads and torch.set_num_threads.
-        _library = ctypes.CDLL(str(path)) if path else False
+        _library = False
+        for attempt in range(2):                          # a damaged file in the cache is rebuilt once
+            path = compile_kernels()
+            try:
+                _library = ctypes.CDLL(str(path)) if path else False
+                break
+            except OSError as error:
+                if attempt:
+                    _fallback(f"the kernels built in {path} do not load ({error})")
+                else:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
         if _library:
             i64, ptr, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
             _library.linear_bf16.argtypes = [ptr, flag, ptr, ptr, ptr, flag, i64, i64, i64]

@@ -289,8 +289,8 @@ def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the two models
 
-# The tiny model trained by `python -m minicraft.train` on the toy world, shipped in the repository.
-TINY = str(Path(__file__).resolve().parent.parent / "data" / "tiny")
+# The tiny model trained by `python -m minicraft.train` on the toy world, shipped inside the package.
+TINY = str(Path(__file__).resolve().parent / "assets" / "tiny")
 
 
 class MusicGen(GenModel):

@@ -2,7 +2,7 @@
 
     python -m minicraft.train codec --out runs/codec      # SEANet + RVQ
     python -m minicraft.train lm --codec runs/codec --out runs/lm   # tokenizer, T5, LM
-    python -m minicraft.train export --codec runs/codec --lm runs/lm --out data/tiny
+    python -m minicraft.train export --codec runs/codec --lm runs/lm --out minicraft/assets/tiny
 
 Every run saves a resumable checkpoint (``checkpoint.pt``) every few hundred
 steps; running the same command again continues where it stopped.
@@ -454,7 +454,7 @@ def main(argv=None):
     e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
     e.add_argument("--codec", type=Path, default=Path("runs/codec"))
     e.add_argument("--lm", type=Path, default=Path("runs/lm"))
-    e.add_argument("--out", type=Path, default=Path("data/tiny"))
+    e.add_argument("--out", type=Path, default=Path("minicraft/assets/tiny"))
     e.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

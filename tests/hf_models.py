@@ -12,8 +12,7 @@ from pathlib import Path
 
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
-T5_TINY = FIXTURES / "t5_tiny"
+from paths import FIXTURES, T5_TINY
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
 
 # facebook/encodec_32khz's configuration (the codec of every MusicGen).

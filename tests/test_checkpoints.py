@@ -16,7 +16,7 @@ from minicraft.checkpoints import (CheckpointError, fold_weight_norm, load_into,
                                    read_safetensors, read_state_dict, release_file_pages, resolve_config)
 from minicraft.quantize import quantize_rows
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
+from paths import FIXTURES
 
 
 class RunsCode:

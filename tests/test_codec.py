@@ -9,7 +9,7 @@ from minicraft.codec import load_encodec_audiocraft, load_encodec_hf
 from minicraft.rvq import ResidualVectorQuantizer
 from minicraft.seanet import Conv1d, ConvTranspose1d, polyphase_conv_transpose1d
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
+from paths import FIXTURES
 MUSICGEN_CODEC = FIXTURES / "musicgen_tiny" / "compression_state_dict.bin"
 
 

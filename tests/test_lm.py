@@ -9,7 +9,7 @@ from minicraft.generation import generate_codes
 from minicraft.lm import LM, LMConfig
 from minicraft.patterns import delay_pattern, flat_pattern, parallel_pattern
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
+from paths import FIXTURES
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,10 @@
 """minicraft's decoding kernels (matvec.c) against float64 arithmetic, and the fallbacks around them."""
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -154,3 +160,83 @@ def test_layer_steps_gelu_is_within_its_stated_error():
     nan = torch.tensor([float("nan")] * 17)
     matvec.library().gelu(nan.data_ptr(), nan.data_ptr(), 17, 0)
     assert nan.isnan().all()
+
+
+@needs_kernels
+def test_the_cache_key_holds_the_cpu_the_library_was_built_for(monkeypatch, tmp_path):
+    """A home directory shared by an AVX-512 node and an AVX2 node: each loads only its own build."""
+    monkeypatch.setenv("MINICRAFT_CACHE", str(tmp_path))
+    monkeypatch.setattr(matvec, "_library", None)
+    real = matvec.target_macros
+    monkeypatch.setattr(matvec, "target_macros", lambda cc, target: real(cc, target).replace("1", "2"))
+    forged = matvec.compile_kernels()                     # "built on another CPU": its macros differ
+    forged.write_bytes(b"built for another CPU")          # loading this would crash (or, here, fail)
+    monkeypatch.setattr(matvec, "target_macros", real)
+    mine = matvec.compile_kernels()
+    assert mine != forged and mine.parent == forged.parent
+    assert matvec.library() is not None and forged.read_bytes() == b"built for another CPU"
+    monkeypatch.setattr(matvec, "_library", None)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 targets")
+@needs_kernels
+def test_minicraft_march_builds_for_another_target(monkeypatch, tmp_path):
+    """MINICRAFT_MARCH=x86-64-v3 (AVX2, no AVX-512) is its own cache entry, and its products equal the native ones."""
+    monkeypatch.setenv("MINICRAFT_CACHE", str(tmp_path))
+    native = matvec.compile_kernels()
+    monkeypatch.setenv("MINICRAFT_MARCH", "x86-64-v3")
+    assert "__AVX512F__" not in matvec.target_macros(os.environ.get("CC") or "cc", matvec.target_flags())
+    avx2 = matvec.compile_kernels()
+    assert avx2 is not None and avx2 != native
+    w, x = torch.randn(64, 256).bfloat16(), torch.randn(2, 256).bfloat16()
+    results = []
+    for path in (native, avx2):
+        monkeypatch.setattr(matvec, "_library", None)
+        monkeypatch.setattr(matvec, "compile_kernels", lambda path=path: path)   # library() loads this one
+        with torch.inference_mode():
+            results.append(matvec.kernel_linear(x.float(), w))
+    reference = torch.nn.functional.linear(x.float(), w.float())
+    for y in results:
+        torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(matvec, "_library", None)
+
+
+@needs_kernels
+def test_a_damaged_cache_entry_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINICRAFT_CACHE", str(tmp_path))
+    monkeypatch.setattr(matvec, "_library", None)
+    path = matvec.compile_kernels()
+    path.write_bytes(b"")                                  # truncated, e.g. by a full disk
+    assert matvec.library() is not None and path.stat().st_size > 0
+    monkeypatch.setattr(matvec, "_library", None)
+
+
+GENERATE = """
+import torch
+from minicraft import MusicGen
+model = MusicGen.get_pretrained("tiny")
+model.set_generation_params(duration=0.2, use_sampling=False)
+print(tuple(model.generate(["a slow low flute melody"]).shape))
+"""
+
+
+@pytest.mark.parametrize("compiler", ["false", "no-openmp"])
+def test_a_compiler_that_cannot_build_falls_back_in_one_line(tmp_path, compiler):
+    """CC=false, or a compiler without -fopenmp (Apple's clang): one warning line, and generation still works."""
+    if compiler == "no-openmp":
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            pytest.skip("no C compiler here")
+        wrapper = tmp_path / "cc-without-openmp"
+        wrapper.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && '
+                           '{ echo "clang: error: unsupported option \'-fopenmp\'" >&2; exit 1; }; done\n'
+                           f'exec {cc} "$@"\n')
+        wrapper.chmod(0o755)
+        compiler = str(wrapper)
+    env = dict(os.environ, CC=compiler, MINICRAFT_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", GENERATE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 1, 3200)"             # 0.2 s at 16 kHz
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("minicraft:")]
+    assert len(warnings) == 1 and "using PyTorch's kernels instead" in warnings[0], done.stderr
+    assert not list((tmp_path / "cache").glob("*.so"))

@@ -6,7 +6,7 @@ import torch
 
 from minicraft import AudioGen, MusicGen
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
+from paths import FIXTURES
 T5 = FIXTURES / "t5_tiny"
 P0 = "80s pop track with bassy drums and synth"
 

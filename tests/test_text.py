@@ -9,7 +9,7 @@ from minicraft.checkpoints import CheckpointError, read_audiocraft
 from minicraft.t5 import load_t5_encoder, relative_position_bucket
 from minicraft.tokenizer import T5Tokenizer
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audiocraft_tiny"
+from paths import FIXTURES
 T5_DIR = FIXTURES / "t5_tiny"
 P = ["80s pop track with bassy drums and synth", "dog barking", None]
 VARIED = ["  two  spaces ", "Héllo wörld!", "tabs\tand\nnewlines", "UPPER case", "ünïcode 🎵 emoji",

@@ -17,7 +17,7 @@ evaluation classifier recognises, under four ways of combining the LM with and w
 It also reports how much of the sampling distribution sits on those implausible tokens, per codebook (for the
 unfiltered variants; the filtered ones put none there).
 This is a probe, not a feature: it swaps the guidance function that ``minicraft.generation`` calls.
-Do not tune on seed 7: that is the README's report.
+Do not tune on seed 7: that is the report in docs/tiny_model.md.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny")
     p.add_argument("--clips", type=int, default=400)
-    p.add_argument("--seed", type=int, default=13, help="held-out clips to use (7 is the README's report)")
+    p.add_argument("--seed", type=int, default=13, help="held-out clips to use (7 is the report in docs/tiny_model.md)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

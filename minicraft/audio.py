@@ -11,13 +11,13 @@ ITU-R BS.1770), ``rms``, ``clip`` and ``none``.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .files import atomic_write
 
 STRATEGIES = ("peak", "loudness", "rms", "clip", "none")
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -192,14 +192,8 @@ def write(path: str | Path, wav: torch.Tensor, sample_rate: int, strategy: str =
     wav = normalize(wav, strategy, sample_rate, **normalize_kwargs)
     fmt, subtype = FORMATS[path.suffix.lower()]
     import soundfile as sf
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, wav.T.numpy(), sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        sf.write(f, wav.T.numpy(), sample_rate, format=fmt, subtype=subtype)
     return path
 
 

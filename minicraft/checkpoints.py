@@ -1,6 +1,6 @@
 """Reading checkpoint files safely, and putting their tensors into modules.
 
-Two official formats exist (see DESIGN.md §3):
+Two official formats exist (docs/design.md, "Two checkpoint formats"):
 
 - audiocraft: ``state_dict.bin`` / ``compression_state_dict.bin``, torch pickles
   holding ``{'best_state': ..., 'xp.cfg': <YAML with ${...} references>}``;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import pickle
 import re
 import struct
@@ -104,7 +105,9 @@ def release_file_pages(files: list[Path]) -> int:
 
 
 def tensor_layout(path: Path) -> list[tuple[str, torch.dtype, list[int], int, int]]:
-    """(name, dtype, shape, first byte, end byte) of each tensor, checked against the file's size."""
+    """(name, dtype, shape, first byte, end byte) of each tensor, every header field checked before any data
+    is touched: the dtype is known, the byte count is the shape's, and the tensors lie inside the file, in
+    order, without overlapping. The one reader of safetensors headers (loading, ``minicraft info``)."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
@@ -112,20 +115,40 @@ def tensor_layout(path: Path) -> list[tuple[str, torch.dtype, list[int], int, in
             if header_len > size - 8:
                 raise ValueError("header longer than the file")
             header = json.loads(f.read(header_len))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
     except (struct.error, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e}).") from None
     header.pop("__metadata__", None)
     data_start = 8 + header_len
-    layout = []
-    for name, info in header.items():
-        stored = _SAFETENSORS_DTYPES.get(info["dtype"])
+    layout, previous_end = [], 0
+    for name, info in sorted(header.items(), key=lambda item: _offsets(item[1]) or (-1, -1)):
+        def bad(why: str):
+            return CheckpointError(f"{path}: not a valid safetensors file (tensor {name!r}: {why}).")
+        stored = _SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info, dict) else None
         if stored is None:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}.")
-        begin, end = (data_start + offset for offset in info["data_offsets"])
+            raise bad(f"unsupported or missing dtype {info.get('dtype') if isinstance(info, dict) else info!r}")
+        shape, offsets = info.get("shape"), _offsets(info)
+        if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+            raise bad(f"shape {shape!r} is not a list of sizes")
+        if offsets is None or offsets[0] < previous_end or offsets[1] < offsets[0]:
+            raise bad(f"data_offsets {info.get('data_offsets')!r} are negative, reversed or overlapping")
+        if offsets[1] - offsets[0] != math.prod(shape) * stored.itemsize:
+            raise bad(f"{offsets[1] - offsets[0]} bytes for shape {shape} of {info['dtype']}")
+        begin, end = data_start + offsets[0], data_start + offsets[1]
         if end > size:
             raise CheckpointError(f"{path}: file is truncated (tensor {name!r} ends past the end).")
-        layout.append((name, stored, info["shape"], begin, end))
+        layout.append((name, stored, shape, begin, end))
+        previous_end = offsets[1]
     return layout
+
+
+def _offsets(info) -> tuple[int, int] | None:
+    """A header entry's ``data_offsets`` as two ints, or None when they are not that."""
+    offsets = info.get("data_offsets") if isinstance(info, dict) else None
+    if isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets):
+        return offsets[0], offsets[1]
+    return None
 
 
 BLOCK_BYTES = 4 * 2**20     # read_converted reads, converts and quantizes this much of a tensor at a time

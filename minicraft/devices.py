@@ -1,6 +1,6 @@
 """Choosing where to run (cuda -> mps -> cpu) and in which number format.
 
-Only the CPU is exercised by this repository's tests; see the README for
+Only the CPU is exercised by this repository's tests; see docs/speed.md for
 what has and has not been verified on CUDA and Apple MPS.
 """
 from __future__ import annotations

@@ -307,7 +307,8 @@ def main(argv=None):
     p.add_argument("--model", default="tiny")
     p.add_argument("--clips", type=int, default=200, help="held-out clips for each report")
     p.add_argument("--seed", type=int, default=7,
-                   help="which held-out clips: 7 is the README's report; tune on another, or the report flatters")
+                   help="which held-out clips: 7 is the report in docs/tiny_model.md; tune on another, "
+                        "or the report flatters")
     p.add_argument("--cfg", type=float, nargs="+", default=[1.0, 3.0], help="guidance strengths to generate with")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for the generations")
     p.add_argument("--threads", type=int, default=2)

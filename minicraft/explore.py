@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cli import slug
+from .files import write_text_atomic
 from .measures import MEASURES
 from .progress import ProgressBar
 
@@ -239,12 +240,6 @@ def spec_from(source: str | Path | dict | None = None, **overrides) -> Spec:
 
 # ---------------------------------------------------------------- files
 
-def write_atomic(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def sidecar_path(out: Path, point: Point) -> Path:
     return out / "samples" / f"{point.id}.json"
 
@@ -264,14 +259,14 @@ def read_sidecar(out: Path, point: Point) -> dict | None:
 def write_results(out: Path, spec: Spec) -> list[dict]:
     """``results.jsonl`` and ``results.csv`` from the sidecars, in grid order: one row per sample."""
     rows = [meta for meta in (read_sidecar(out, p) for p in spec.points()) if meta is not None]
-    write_atomic(out / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    write_text_atomic(out / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     columns = ["id", "group", "prompt", *GRID, "seed", *MEASURES, "target_class", "heard_class", "seconds", "audio"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, **row["measures"], "seconds": row["timings"]["seconds"]})
-    write_atomic(out / "results.csv", buffer.getvalue())
+    write_text_atomic(out / "results.csv", buffer.getvalue())
     return rows
 
 
@@ -312,7 +307,7 @@ def prepare_folder(out: Path, spec: Spec):
     if not os.access(out, os.W_OK):
         raise SpecError(f"cannot write to {out}; choose another output folder.")
     if not (out / "run.json").is_file():
-        write_atomic(out / "run.json", json.dumps(run_info(spec), indent=2) + "\n")
+        write_text_atomic(out / "run.json", json.dumps(run_info(spec), indent=2) + "\n")
     for leftover in (out / "samples").rglob(".*.part"):
         leftover.unlink()
 
@@ -463,4 +458,4 @@ def write_sample(out: Path, meta: dict):
     path = out / meta["audio"]
     path.parent.mkdir(parents=True, exist_ok=True)
     audio.write(path, wav, meta["sample_rate"], strategy="none")
-    write_atomic(out / "samples" / f"{meta['id']}.json", json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "samples" / f"{meta['id']}.json", json.dumps(meta, indent=2) + "\n")

@@ -6,10 +6,12 @@ the model is local or cached; otherwise from the published facts below.
 from __future__ import annotations
 
 import json
-import struct
+import math
 from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
+
+from .checkpoints import tensor_layout
 
 KNOWN = {
     "facebook/musicgen-small": "MusicGen small: ~300M-parameter LM (1024 wide, 24 layers, 16 heads), "
@@ -26,18 +28,8 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "state_dict
 
 
 def safetensors_params(path: Path) -> int:
-    """Number of values stored in a safetensors file, read from its header only."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    total = 0
-    for name, info in header.items():
-        if name != "__metadata__":
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
-            total += count
-    return total
+    """Number of values stored in a safetensors file, read from its (checked) header only."""
+    return sum(math.prod(shape) for _, _, shape, _, _ in tensor_layout(path))
 
 
 def cached_folder(repo_id: str) -> Path | None:

@@ -92,7 +92,7 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
         if folder.name == "tiny" and folder.parent.name == "assets":
             raise FileNotFoundError(f"{folder}: the tiny model is not there; it ships inside the minicraft "
                                     "package (reinstall minicraft), or retrain it with "
-                                    "`python -m minicraft.train` (see the README).")
+                                    "`python -m minicraft.train` (see docs/tiny_model.md).")
         if name.startswith((".", "/", "~")) or name.count("/") != 1:
             raise FileNotFoundError(f"{name}: no such folder, and not a Hub id like 'facebook/musicgen-small'.")
         folder = fetch_model(name, kind)

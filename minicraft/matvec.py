@@ -86,7 +86,8 @@ def compile_kernels() -> Path | None:
     """Build matvec.c for this CPU (once per source, compiler, target and Python); None if impossible."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None or sys.platform == "win32":
-        _fallback("no C compiler found to build minicraft's CPU kernels")
+        _fallback("minicraft's CPU kernels are not built on Windows" if sys.platform == "win32"
+                  else "no C compiler found (cc, gcc, clang or $CC) to build minicraft's CPU kernels")
         return None
     target = target_flags()
     macros = target_macros(compiler, target)

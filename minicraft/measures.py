@@ -17,7 +17,6 @@ trained model except the last:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import audio, toyworld
+from .files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -194,9 +194,8 @@ def save_classifier(clf, path: Path, key: str | None = None):
                 return
         except Exception:
             pass
-    tmp = path.with_name(path.name + ".part")
-    torch.save({"fingerprint": key, "state": clf.state_dict()}, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save({"fingerprint": key, "state": clf.state_dict()}, f)
 
 
 def adherence(classifier, wavs: torch.Tensor, prompts: list[str]) -> list[tuple[str | None, float | None]]:

@@ -20,13 +20,13 @@ import html
 import io
 import itertools
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .explore import GRID
+from .files import write_text_atomic
 from .measures import MEASURES
 
 LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "cfg_coef": "cfg"}
@@ -280,8 +280,4 @@ def build_report(out: str | Path, spec, rows: list[dict]) -> str:
 def write_report(out: str | Path, spec, rows: list[dict]) -> Path:
     """``out/report.html``, written atomically."""
     out = Path(out)
-    path = out / "report.html"
-    tmp = out / ".report.html.part"
-    tmp.write_text(build_report(out, spec, rows), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(out / "report.html", build_report(out, spec, rows))

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from . import toyworld
 from .audio import mel_power
 from .codec import Encodec, EncodecConfig
+from .files import atomic_write
 from .progress import ProgressBar
 from .seanet import SEANetConfig
 
@@ -45,9 +46,8 @@ from .seanet import SEANetConfig
 
 def save_checkpoint(path: Path, **state):
     """Atomically write a training checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def resume(path: Path, optional: tuple[str, ...] = (), **objects) -> int:

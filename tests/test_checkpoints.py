@@ -236,3 +236,38 @@ def test_meta_models_skip_random_init():
     with checkpoints.on_meta():
         nn.init.normal_(real)                  # a real tensor is still initialized inside
     assert real.std() > 0.5 and nn.init.normal_.__module__ == "torch.nn.init"   # and normal_ restored
+
+
+def raw_safetensors(path, header, data=b"\0" * 16):
+    import json
+    import struct
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+@pytest.mark.parametrize("header, why", [
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, "negative"),
+    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "bytes for shape"),
+    ({"w": {"shape": [2], "data_offsets": [0, 8]}}, "missing dtype"),
+    ({"w": {"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}}, "not a list of sizes"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, "overlapping"),
+    ([1, 2, 3], "not a JSON object"),
+])
+def test_safetensors_headers_are_checked_before_any_data_is_read(tmp_path, header, why):
+    from minicraft.checkpoints import read_safetensors
+    from minicraft.info import safetensors_params
+    path = raw_safetensors(tmp_path / "model.safetensors", header)
+    for read in (read_safetensors, safetensors_params):          # one reader for loading and `minicraft info`
+        with pytest.raises(CheckpointError, match=why):
+            read(path)
+
+
+def test_a_valid_raw_safetensors_file_reads(tmp_path):
+    from minicraft.checkpoints import read_safetensors
+    from minicraft.info import safetensors_params
+    header = {"b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+              "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    path = raw_safetensors(tmp_path / "model.safetensors", header)
+    assert safetensors_params(path) == 4 and set(read_safetensors(path)) == {"a", "b"}

@@ -298,7 +298,7 @@ def test_report_is_self_contained(run):
 def test_report_in_a_real_browser(run, tmp_path):
     """Every player loads, every image renders, nothing is fetched, no console errors.
 
-    The screenshot goes to MINICRAFT_SCREENSHOT if set (the README's shows notebook 12's report).
+    The screenshot goes to MINICRAFT_SCREENSHOT if set (docs/explorer.md shows notebook 12's report).
     """
     with browser.sync_playwright()() as p:
         chromium = browser.launch(p)

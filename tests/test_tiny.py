@@ -34,8 +34,8 @@ def test_shipped_files_load_as_both_models(tiny):
 # Issue 4's targets, measured on 200 held-out clips of seed 7 with the degradation-robust classifier: 100 % on
 # originals, 95.5 % on 4-codebook reconstructions; mel distance 0.952, 0.943, 0.940, 0.936 for 1..4 codebooks;
 # generated clips recognised 65.0 % with cfg 1, 76.0 % with cfg 3. The 39 clips sampled below: 71.8 -> 79.5 %.
-# Guidance pays because a tenth of the LM's training captions were wrong (README, "Why the LM is trained on
-# some wrong captions"); test_the_caption_informs_the_opening_frame_only says where it pays.
+# Guidance pays because a tenth of the LM's training captions were wrong (docs/tiny_model.md, "Why the LM is
+# trained on some wrong captions"); test_the_caption_informs_the_opening_frame_only says where it pays.
 CLEARLY = 0.05   # "clearly above": guidance must buy at least 5 points (2 of the 39 sampled clips)
 
 

@@ -59,7 +59,7 @@ def target_flags() -> list[str]:
 
 
 def target_macros(compiler: str, target: list[str]) -> str | None:
-    """What ``target`` means to this compiler on this CPU: its predefined macros (``__AVX512F__``, ``__ARM_NEON``...).
+    """What ``target`` means to this compiler on this CPU: its predefined macros (``__AVX512F__``...).
 
     ``-march=native`` names a different instruction set on every CPU, so the flags alone cannot key the cache:
     a library built on an AVX-512 node would crash an AVX2 node sharing the same home directory.
@@ -83,7 +83,7 @@ def _fallback(reason: str) -> None:
 
 
 def compile_kernels() -> Path | None:
-    """Build matvec.c for this CPU (once per source, compiler, target and Python); None if impossible."""
+    """Build matvec.c for this CPU (once per source, compiler and target); None if impossible."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None or sys.platform == "win32":
         _fallback("minicraft's CPU kernels are not built on Windows" if sys.platform == "win32"

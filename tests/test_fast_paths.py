@@ -1,8 +1,9 @@
 """Every fast path gives the plain path's tokens in float32; reduced precision stays within its stated error.
 
-The stated errors (docs/speed.md, "Precision of each path"; `benchmarks/generate.py precision`) are measured on the shipped tiny
-model, 4 prompts one at a time (so bfloat16 and int8 layers run as layer_step calls), 100 greedy steps with
-CFG 3, logits teacher-forced through the KV cache; the bounds below leave room around those measurements.
+The stated errors (docs/speed.md, "Precision of each path"; `benchmarks/generate.py precision`) are measured on
+the shipped tiny model, 4 prompts one at a time (so bfloat16 and int8 layers run as layer_step calls), 100
+greedy steps with CFG 3, logits teacher-forced through the KV cache; the bounds below leave room around those
+measurements.
 """
 from collections import Counter
 

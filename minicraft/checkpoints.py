@@ -125,9 +125,11 @@ def tensor_layout(path: Path) -> list[tuple[str, torch.dtype, list[int], int, in
     for name, info in sorted(header.items(), key=lambda item: _offsets(item[1]) or (-1, -1)):
         def bad(why: str):
             return CheckpointError(f"{path}: not a valid safetensors file (tensor {name!r}: {why}).")
-        stored = _SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info, dict) else None
+        if not isinstance(info, dict):
+            raise bad(f"{info!r} is not a JSON object")
+        stored = _SAFETENSORS_DTYPES.get(info.get("dtype"))
         if stored is None:
-            raise bad(f"unsupported or missing dtype {info.get('dtype') if isinstance(info, dict) else info!r}")
+            raise bad(f"unsupported or missing dtype {info.get('dtype')!r}")
         shape, offsets = info.get("shape"), _offsets(info)
         if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
             raise bad(f"shape {shape!r} is not a list of sizes")
@@ -145,7 +147,7 @@ def tensor_layout(path: Path) -> list[tuple[str, torch.dtype, list[int], int, in
 
 def _offsets(info) -> tuple[int, int] | None:
     """A header entry's ``data_offsets`` as two ints, or None when they are not that."""
-    offsets = info.get("data_offsets") if isinstance(info, dict) else None
+    offsets = info.get("data_offsets") if isinstance(info, dict) else None    # (sorting runs before the checks)
     if isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets):
         return offsets[0], offsets[1]
     return None

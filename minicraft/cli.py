@@ -7,10 +7,10 @@ succeeded, and ``explore`` keeps every finished sample, so that it can resume.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from .files import slug
 from .progress import ProgressBar
 
 EXAMPLES = """\
@@ -51,21 +51,6 @@ Flags override the spec's fields.
 
 class UserError(Exception):
     """A mistake the user can fix; printed as one line, exit code 2."""
-
-
-def model_class(name: str):
-    from .models import AudioGen, MusicGen
-    return AudioGen if "audiogen" in name.lower() else MusicGen
-
-
-def short_name(name: str) -> str:
-    """'audiogen-medium' -> 'medium' for AudioGen; other names pass through."""
-    return name.split("audiogen-", 1)[1] if name.lower().startswith("audiogen-") else name
-
-
-def slug(text: str) -> str:
-    words = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return (words[:60].rstrip("_") or "audio")
 
 
 def output_paths(out: str | None, prompts: list[str], suffix: str, force: bool) -> list[Path]:
@@ -166,9 +151,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_model(args):
-    cls = model_class(args.model)
-    model = cls.get_pretrained(short_name(args.model), device=args.device, dtype=args.dtype,
-                               quantize=args.quantize)
+    from .models import resolve
+    cls, source = resolve(args.model)
+    model = cls.get_pretrained(source, device=args.device, dtype=args.dtype, quantize=args.quantize)
     params = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_coef=args.cfg,
                   use_sampling=args.temperature > 0)
     if args.duration is not None:
@@ -224,8 +209,8 @@ def cmd_explore(args) -> int:
 
 def cmd_download(args) -> int:
     from .loaders import fetch_model
-    cls = model_class(args.name)
-    repo = cls.resolve_name(short_name(args.name))
+    from .models import resolve
+    cls, repo = resolve(args.name)
     if Path(repo).is_dir():
         print(f"{args.name} is a local model ({repo}); nothing to download.")
         return 0
@@ -236,8 +221,9 @@ def cmd_download(args) -> int:
 
 def cmd_info(args) -> int:
     from .info import describe
-    cls = model_class(args.name)
-    print(describe(cls.resolve_name(short_name(args.name)), cls))
+    from .models import resolve
+    cls, source = resolve(args.name)
+    print(describe(source, cls))
     return 0
 
 

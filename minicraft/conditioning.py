@@ -31,3 +31,18 @@ class TextConditioner(nn.Module):
         weight = self.output_proj.weight
         embeds = self.output_proj(hidden.to(weight.dtype))    # [B, L, dim]
         return embeds * mask[..., None].to(embeds.dtype), mask
+
+
+def text_mask(mask: torch.Tensor) -> torch.Tensor | None:
+    """Padding mask [B, L] -> cross-attention mask [B, 1, 1, L], or None if nothing needs hiding.
+
+    Why mask at all, when audiocraft does not? Its padded positions are zero
+    vectors that still take a share of the attention, so a prompt's output
+    depends on the longest prompt in its batch. Masking them gives every
+    prompt what audiocraft gives it when generated alone. A row with no text
+    at all (the null condition) is left unmasked: its keys and values are all
+    zero, so its attention output is exactly zero either way.
+    """
+    mask = mask.bool().clone()
+    mask[~mask.any(dim=1)] = True
+    return None if mask.all() else mask[:, None, None, :]

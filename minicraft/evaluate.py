@@ -288,7 +288,7 @@ def caption_information(model, clips: list, spans=CAPTION_SPANS) -> torch.Tensor
     """[len(spans), K]: mean nats per code that the caption saves the LM on the real clips' own codes.
 
     Teacher forcing with and without the text, the same null condition that guidance uses."""
-    from .models import text_mask
+    from .conditioning import text_mask
     audio = torch.from_numpy(toyworld.render_batch(clips))[:, None].to(model.device)
     codes = model.codec.encode(audio.to(model.codec_dtype))                        # [N, K, T]
     cond, null, mask, null_mask = model.conditions([c.caption for c in clips], two_step=False)

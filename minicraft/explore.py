@@ -42,8 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .cli import slug
-from .files import write_text_atomic
+from .files import slug, write_text_atomic
 from .measures import MEASURES
 from .progress import ProgressBar
 
@@ -103,8 +102,11 @@ class Spec:
     @property
     def tiny(self) -> bool:
         """minicraft's own model, whose toy world the attribute classifier knows (adherence needs it)."""
-        from .cli import short_name
-        return short_name(self.model) == "tiny"
+        from .models import TINY, resolve
+        try:
+            return resolve(self.model)[1] == TINY
+        except ValueError:                             # an unknown name: check_runnable says so
+            return False
 
     def goal(self) -> str:
         """The objective actually used: the stated one, or the default for this model."""
@@ -316,9 +318,9 @@ def prepare_folder(out: Path, spec: Spec):
 
 def load_model(spec: Spec):
     """The model, with every grid setting checked against it (top-k within its vocabulary...)."""
-    from .cli import model_class, short_name
-    cls = model_class(spec.model)
-    model = cls.get_pretrained(short_name(spec.model), device=spec.device, dtype=spec.dtype)
+    from .models import resolve
+    cls, source = resolve(spec.model)
+    model = cls.get_pretrained(source, device=spec.device, dtype=spec.dtype)
     for temperature, top_k, top_p, cfg_coef in spec.settings():
         model.set_generation_params(duration=spec.duration, temperature=temperature, top_k=top_k, top_p=top_p,
                                     cfg_coef=cfg_coef)
@@ -327,8 +329,8 @@ def load_model(spec: Spec):
 
 def check_runnable(spec: Spec, report: bool):
     """Everything that can be checked without loading the model."""
-    from .cli import model_class, short_name
-    model_class(spec.model).resolve_name(short_name(spec.model))       # unknown names fail here
+    from .models import resolve
+    resolve(spec.model)                                                # unknown names fail here
     if spec.goal().lstrip("-") == "adherence" and not spec.tiny:
         raise SpecError("the objective 'adherence' needs the tiny model (its classifier knows the toy world "
                         "only); choose another objective, e.g. -repetition.")

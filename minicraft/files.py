@@ -1,4 +1,4 @@
-"""Writing a file so that it is either whole or absent: every file minicraft writes goes through here.
+"""Files minicraft writes: each whole or absent (every write goes through here), and named from prompts.
 
 A write interrupted half-way (Ctrl-C, a full disk, a crash) must never leave a truncated WAV, checkpoint or
 report under the real name, where the next run would take it for a finished one. So the bytes go to a hidden
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -45,3 +46,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_write(path) as f:
         f.write(text.encode("utf-8"))
     return Path(path)
+
+
+def slug(text: str) -> str:
+    """A prompt as a file name: lowercase words joined by ``_``, at most 60 characters ("audio" if none)."""
+    words = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return words[:60].rstrip("_") or "audio"

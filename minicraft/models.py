@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from . import audio
+from .conditioning import text_mask
 from .devices import pick_device, pick_dtype
 from .generation import check_decoding, generate_codes
 from .loaders import Components, load_components
@@ -216,21 +217,6 @@ class GenModel:
         return (wav, tokens) if return_tokens else wav
 
 
-def text_mask(mask: torch.Tensor) -> torch.Tensor | None:
-    """Padding mask [B, L] -> cross-attention mask [B, 1, 1, L], or None if nothing needs hiding.
-
-    Why mask at all, when audiocraft does not? Its padded positions are zero
-    vectors that still take a share of the attention, so a prompt's output
-    depends on the longest prompt in its batch. Masking them gives every
-    prompt what audiocraft gives it when generated alone. A row with no text
-    at all (the null condition) is left unmasked: its keys and values are all
-    zero, so its attention output is exactly zero either way.
-    """
-    mask = mask.bool().clone()
-    mask[~mask.any(dim=1)] = True
-    return None if mask.all() else mask[:, None, None, :]
-
-
 # ---------------------------------------------------------------- input checks
 
 def check_descriptions(descriptions, allow_none: bool = False):
@@ -305,3 +291,15 @@ class AudioGen(GenModel):
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 5.0, 2.0, "audiogen"
     NAMES = {"tiny": TINY, "medium": "facebook/audiogen-medium"}
     DEFAULT_NAME = "medium"
+
+
+def resolve(name: str) -> tuple[type[GenModel], str]:
+    """A model name as users type it -> (MusicGen or AudioGen, the folder or Hub id to load).
+
+    The one place names are read, for the CLI and the explorer: "tiny", "small", "medium", "large" are
+    MusicGen's; "audiogen-medium" (the CLI's spelling of AudioGen's "medium") and any Hub id or folder whose
+    name says "audiogen" are AudioGen's. An unknown short name raises ValueError.
+    """
+    cls = AudioGen if "audiogen" in name.lower() else MusicGen
+    short = name[len("audiogen-"):] if name.lower().startswith("audiogen-") else name
+    return cls, cls.resolve_name(short)

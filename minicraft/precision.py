@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from .generation import doubled_mask, new_caches
-from .models import text_mask
+from .conditioning import text_mask
 from .sampling import classifier_free_guidance
 
 

@@ -349,7 +349,7 @@ def encode_clips(codec: Encodec, audio: torch.Tensor, batch: int = 64) -> torch.
 
 def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None):
     """Cross-entropy of the LM on codes [B, K, T] given captions (ids/mask [B, L])."""
-    from .models import text_mask
+    from .conditioning import text_mask
     if drop is not None:                                 # condition dropout: "no text" rows
         mask = mask * (~drop)[:, None]
     hidden = conditioner.t5(ids, mask)

@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))     # hf_models.py: the reference builders the tests also use
 PROMPTS = ["lo-fi beat with mellow piano"]
 
 
@@ -59,7 +58,7 @@ def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: 
     from minicraft import MusicGen
     prompts = PROMPTS * batch
     t = time.perf_counter()
-    model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype), quantize=quantize)
+    model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype), quantize=quantize, fast=True)
     load = time.perf_counter() - t
     model.set_generation_params(duration=seconds, cfg_coef=3.0, top_k=250)
     t = time.perf_counter()
@@ -80,7 +79,7 @@ def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: 
 def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None,
                      batch: int = 1) -> dict:
     import transformers
-    from minicraft.tokenizer import T5Tokenizer
+    from minicraft.modules.tokenizer import T5Tokenizer
     from transformers import LogitsProcessor, LogitsProcessorList
     transformers.logging.set_verbosity_error()
     t = time.perf_counter()
@@ -165,7 +164,7 @@ def compare(args):
             runs[impl].append(worker(impl, folder, args))
             print(f"run {i + 1}/{args.repeats} {impl}: {runs[impl][-1]['step_ms']:.1f} ms/step", file=sys.stderr)
     quantized = f", minicraft with {args.quantize} weights" if args.quantize else ""
-    quantized += ", minicraft without its matvec kernels" if args.no_kernels else ""
+    quantized += ", minicraft without its C kernels" if args.no_kernels else ""
     print(f"\nmusicgen-{args.size} (random weights), {args.dtype}{quantized}, {args.batch} x {args.seconds:g} s, "
           f"CFG 3, top-k 250, {args.threads} threads, {args.repeats} runs each")
     print(f"{'':13s} {'ms/step':>8s} {'min':>7s} {'max':>7s} {'T5 ms':>8s} {'EnCodec ms':>9s} "
@@ -181,7 +180,8 @@ def compare(args):
 def tiny(args):
     from minicraft import MusicGen
     torch.set_num_threads(args.threads)
-    model = MusicGen.get_pretrained("tiny", device="cpu", dtype=getattr(torch, args.dtype), quantize=args.quantize)
+    model = MusicGen.get_pretrained("tiny", device="cpu", dtype=getattr(torch, args.dtype), quantize=args.quantize,
+                                    fast=True)
     model.set_generation_params(duration=args.seconds)
     model.generate(["warm-up"])
     times = []
@@ -201,8 +201,7 @@ def tiny(args):
 def precision(args):
     """Each fast or reduced-precision variant against the plain float32 path, on the tiny model and musicgen-small."""
     from minicraft import MusicGen
-    from minicraft.attention import MultiheadAttention
-    from minicraft.precision import compare as measure
+    from minicraft.fast.precision import compare as measure
     torch.set_num_threads(args.threads)
     prompts = ["a fast high chiptune melody in major", "the sound of rain", "a slow low flute melody in minor",
                "ticking clock"]
@@ -215,12 +214,10 @@ def precision(args):
     print("| model | variant | max logit diff | mean logit diff | same argmax (teacher forced) | "
           "same greedy tokens |\n|---|---|---|---|---|---|")
     for title, name in names.items():
-        reference = MusicGen.get_pretrained(name, device="cpu")
-        for module in reference.lm.modules():              # the plain float32 path: every layer in PyTorch
-            if isinstance(module, MultiheadAttention):
-                module.fast = False
+        reference = MusicGen.get_pretrained(name, device="cpu")      # the reference path: every layer in PyTorch
         for variant, kwargs in variants.items():
-            r = measure(reference, MusicGen.get_pretrained(name, device="cpu", **kwargs), prompts, args.steps)
+            candidate = MusicGen.get_pretrained(name, device="cpu", fast=True, **kwargs)
+            r = measure(reference, candidate, prompts, args.steps)
             print(f"| {title} | {variant} | {r.max_logit_diff:.3g} | {r.mean_logit_diff:.3g} | "
                   f"{100 * r.teacher_forced_agreement:.1f} % | {100 * r.greedy_agreement:.1f} % |", flush=True)
 
@@ -232,7 +229,7 @@ def profile(args):
     from minicraft import MusicGen
     torch.set_num_threads(args.threads)
     model = MusicGen.get_pretrained(str(build_weights(args.size, Path(args.cache))), device="cpu",
-                                    dtype=getattr(torch, args.dtype), quantize=args.quantize)
+                                    dtype=getattr(torch, args.dtype), quantize=args.quantize, fast=True)
     model.set_generation_params(duration=args.seconds, cfg_coef=3.0, top_k=250)
     model.generate_tokens(PROMPTS, None)                                   # warm-up
     stamps = []
@@ -254,8 +251,8 @@ def products(args):
     weight comes from memory as in a real step. What a step costs beyond this is everything else.
     """
     import torch.nn.functional as F
-    from minicraft import matvec
-    from minicraft.quantize import quantize_rows
+    from minicraft.fast import kernels
+    from minicraft.fast.int8 import quantize_rows
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     D, H, V = 1024, 4096, 2048
@@ -281,23 +278,23 @@ def products(args):
     print(f"one decoding step's matrix products, musicgen-small shapes, 2 rows, {args.threads} threads, "
           f"median of {args.repeats}:")
     run("float32 weights (PyTorch, MKL)", weights, lambda w: F.linear(x32[w.shape[1]], w))
-    if matvec.library() is not None:
-        run("float32 weights (minicraft kernel)", weights, lambda w: matvec.kernel_linear(x32[w.shape[1]], w))
+    if kernels.library() is not None:
+        run("float32 weights (minicraft kernel)", weights, lambda w: kernels.kernel_linear(x32[w.shape[1]], w))
     bf16 = [w.bfloat16() for w in weights]
     run("bfloat16 weights and rows (PyTorch)", bf16, lambda w: F.linear(x16[w.shape[1]], w))
-    if matvec.library() is not None:
-        run("bfloat16 weights and rows (minicraft kernel)", bf16, lambda w: matvec.kernel_linear(x16[w.shape[1]], w))
+    if kernels.library() is not None:
+        run("bfloat16 weights and rows (minicraft kernel)", bf16, lambda w: kernels.kernel_linear(x16[w.shape[1]], w))
     del bf16
     int8 = [quantize_rows(w) for w in weights]
     del weights
     if hasattr(torch, "_weight_int8pack_mm"):
         run("int8 weights, float32 rows (PyTorch)", int8,
             lambda qs: torch._weight_int8pack_mm(x32[qs[0].shape[1]], qs[0], qs[1]))
-    if matvec.library() is not None:
+    if kernels.library() is not None:
         run("int8 weights, float32 rows (minicraft kernel)", int8,
-            lambda qs: matvec.kernel_linear(x32[qs[0].shape[1]], qs[0], None, qs[1]))
+            lambda qs: kernels.kernel_linear(x32[qs[0].shape[1]], qs[0], None, qs[1]))
         run("int8 weights, bfloat16 rows (minicraft kernel)", int8,          # 16-bit integers on VNNI CPUs
-            lambda qs: matvec.kernel_linear(x16[qs[0].shape[1]], qs[0], None, qs[1]))
+            lambda qs: kernels.kernel_linear(x16[qs[0].shape[1]], qs[0], None, qs[1]))
     del int8
     print("the rest of a step: one LM step of 2 rows at cache length 125, every product replaced by zeros "
           "of its shape, each layer's other operations in PyTorch:")
@@ -305,11 +302,11 @@ def products(args):
         print(f"  {dtype + (', int8 weights' if quantize else ''):48s} "
               f"{lm_step_ms(args, dtype, quantize, products=False, whole_layers=False):6.1f} ms")
     print("whole LM steps (products included), 2 rows at cache length 125, each layer in one layer_step call "
-          "(matvec.c) against each layer in PyTorch:")
+          "(kernels.c) against each layer in PyTorch:")
     for dtype, quantize in (("float32", None), ("bfloat16", None), ("float32", "int8"), ("bfloat16", "int8")):
         fused, plain = (lm_step_ms(args, dtype, quantize, whole_layers=w) for w in (True, False))
         print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {fused:6.1f} ms  (in PyTorch: {plain:5.1f})")
-    print("the same with cross-attention's projections not folded into the 12-position text (layerstep.fold_cross):")
+    print("the same with cross-attention's projections not folded into the 12-position text (a layer's fold_cross):")
     for dtype, quantize in (("float32", None), ("bfloat16", None), ("bfloat16", "int8")):
         folded, unfolded = (lm_step_ms(args, dtype, quantize, fold=f) for f in (True, False))
         print(f"  {dtype + (', int8 weights' if quantize else ''):48s} {folded:6.1f} ms folded, "
@@ -319,25 +316,27 @@ def products(args):
 def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, whole_layers: bool = True,
                length: int = 125, fold: bool = True) -> float:
     """Median ms of one LM decoding step (see ``products``); ``products=False`` replaces them by zeros."""
-    from minicraft import MusicGen, layerstep, matvec
-    from minicraft.generation import new_caches
+    from minicraft import MusicGen
+    from minicraft.fast import kernels
+    from minicraft.models.lm import LM
     model = MusicGen.get_pretrained(str(build_weights("small", Path(args.cache))), device="cpu",
-                                    dtype=getattr(torch, dtype), quantize=quantize)
+                                    dtype=getattr(torch, dtype), quantize=quantize, fast=True)
     lm, rows = model.lm, 2
     act = next(p for p in lm.parameters() if p.is_floating_point()).dtype
     cond = torch.randn(rows, 12, lm.cfg.dim, dtype=act)
-    caches = new_caches(lm, rows, length + 1, cond)
+    for layer in lm.transformer.layers:
+        layer.fold_cross = fold                                   # read when the layers prepare, below
+    # the fast path's caches let each layer's step run in C; the reference caches leave layers to PyTorch
+    caches = lm.new_caches(rows, length + 1, cond) if whole_layers else LM.new_caches(lm, rows, length + 1, cond)
     step = torch.full((rows, lm.cfg.num_codebooks, 1), 5)
     no_product = lambda x, weight, *rest: x.new_zeros(x.shape[:-1] + (weight.shape[0],))   # noqa: E731
-    saved = matvec.linear, matvec.kernel_linear
+    saved = kernels.linear, kernels.kernel_linear
     times = []
-    layerstep.fold_cross = fold                                   # read when the layers prepare, below
     with torch.inference_mode():
         for _ in range(length):                                   # fill the cache with real steps
             lm(step, cond, caches=caches)
-        layerstep.enabled = whole_layers
         if not products:
-            matvec.linear = matvec.kernel_linear = no_product      # every product of the LM goes through these
+            kernels.linear = kernels.kernel_linear = no_product    # every product of the LM goes through these
         try:
             for _ in range(30):
                 for cache in caches:
@@ -346,8 +345,7 @@ def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, wh
                 lm(step, cond, caches=caches)
                 times.append(time.perf_counter() - t)
         finally:
-            matvec.linear, matvec.kernel_linear = saved
-            layerstep.enabled = layerstep.fold_cross = True
+            kernels.linear, kernels.kernel_linear = saved
     return 1000 * statistics.median(times)
 
 
@@ -384,7 +382,7 @@ def main():
         q.add_argument("--batch", type=int, default=1, help="prompts per generation")
     for q in (c, e, t, f):
         q.add_argument("--no-kernels", action="store_true",
-                       help="minicraft without its bfloat16/int8 matvec kernels (PyTorch's instead)")
+                       help="minicraft without its C kernels (PyTorch's instead)")
     for q in (c, t, w, f):
         q.add_argument("--seconds", type=float, default={t: 2.0, f: 1.0}.get(q, 5.0))
         q.add_argument("--threads", type=int, default=2)
@@ -392,8 +390,8 @@ def main():
         q.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
     if getattr(args, "no_kernels", False):
-        from minicraft import matvec
-        matvec.enabled = False
+        from minicraft.fast import kernels
+        kernels.enabled = False
     if args.command == "worker":
         torch.set_num_threads(args.threads)
         run = run_minicraft if args.impl == "minicraft" else run_transformers

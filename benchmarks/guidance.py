@@ -9,14 +9,14 @@ evaluation classifier recognises, under four ways of combining the LM with and w
 - ``cfg 1``: the conditional LM alone;
 - ``cfg 3``: audiocraft's guidance, ``uncond + 3 (cond - uncond)``, at every step;
 - ``cfg 3, first 4 steps``: guidance only while the caption still tells the LM something (see
-  ``minicraft.evaluate.caption_information``: nearly all of it is in the first frame), then cfg 1;
+  ``minicraft.toyworld.evaluate.caption_information``: nearly all of it is in the first frame), then cfg 1;
 - ``cfg 1 / cfg 3, plausible only``: the same, keeping only tokens to which the conditional LM gives at least a
   tenth of its top token's probability (the plausibility constraint of contrastive decoding). It removes the
   tail that guidance inflates, and is applied at both strengths so that they stay comparable.
 
 It also reports how much of the sampling distribution sits on those implausible tokens, per codebook (for the
 unfiltered variants; the filtered ones put none there).
-This is a probe, not a feature: it swaps the guidance function that ``minicraft.generation`` calls.
+This is a probe, not a feature: it swaps the guidance function that ``minicraft.generate.decoding`` calls.
 Do not tune on seed 7: that is the report in docs/tiny_model.md.
 """
 from __future__ import annotations
@@ -26,9 +26,13 @@ import statistics
 
 import torch
 
-from minicraft import evaluate, generation, toyworld
-from minicraft.models import MusicGen
-from minicraft.sampling import classifier_free_guidance
+from minicraft.toyworld import evaluate
+
+from minicraft.generate import decoding as generation
+
+from minicraft.toyworld import world as toyworld
+from minicraft.api import MusicGen
+from minicraft.generate.sampling import classifier_free_guidance
 
 PLAUSIBLE = 0.1          # a token is plausible if p_cond >= PLAUSIBLE * max p_cond
 FIRST_STEPS = 4
@@ -68,7 +72,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = MusicGen.get_pretrained(args.model, device="cpu")
+    model = MusicGen.get_pretrained(args.model, device="cpu", fast=True)
     clf = evaluate.train_classifier()
     clips = toyworld.sample_clips(args.clips, seed=args.seed, held_out=True)
     K = model.lm.cfg.num_codebooks

@@ -12,8 +12,8 @@ __all__ = ["MusicGen", "AudioGen", "__version__"]
 
 
 def __getattr__(name):
-    """Import the models on first use, so ``import minicraft.attention`` stays light."""
+    """Import the models on first use, so ``import minicraft.modules.attention`` stays light."""
     if name in ("MusicGen", "AudioGen"):
-        from . import models
-        return getattr(models, name)
+        from minicraft import api        # deferred: importing any submodule would otherwise load them all
+        return getattr(api, name)
     raise AttributeError(f"module 'minicraft' has no attribute {name!r}")

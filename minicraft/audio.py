@@ -14,10 +14,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from .files import atomic_write
+from minicraft.files import atomic_write
 
 STRATEGIES = ("peak", "loudness", "rms", "clip", "none")
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -160,7 +161,6 @@ def normalize(wav: torch.Tensor, strategy: str = "peak", sample_rate: int | None
 def read(path: str | Path, sample_rate: int | None = None, channels: int | None = None
          ) -> tuple[torch.Tensor, int]:
     """Audio file -> (wav [C, T] float32, sample rate), optionally converted."""
-    import soundfile as sf
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file.")
@@ -191,7 +191,6 @@ def write(path: str | Path, wav: torch.Tensor, sample_rate: int, strategy: str =
         raise ValueError("the audio contains NaN or infinite values; nothing was written.")
     wav = normalize(wav, strategy, sample_rate, **normalize_kwargs)
     fmt, subtype = FORMATS[path.suffix.lower()]
-    import soundfile as sf
     with atomic_write(path) as f:
         sf.write(f, wav.T.numpy(), sample_rate, format=fmt, subtype=subtype)
     return path

@@ -7,11 +7,22 @@ succeeded, and ``explore`` keeps every finished sample, so that it can resume.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from .files import slug
-from .progress import ProgressBar
+import torch
+
+from minicraft import audio
+from minicraft.api import resolve
+from minicraft.explorer.explore import explore
+from minicraft.explorer.report import best_settings
+from minicraft.explorer.spec import spec_from
+from minicraft.files import slug
+from minicraft.formats.checkpoints import CheckpointError
+from minicraft.formats.loaders import fetch_model
+from minicraft.info import describe
+from minicraft.progress import ProgressBar
 
 EXAMPLES = """\
 examples:
@@ -80,7 +91,6 @@ def output_paths(out: str | None, prompts: list[str], suffix: str, force: bool) 
 
 
 def check_writable(paths: list[Path]):
-    import os
     for folder in {p.parent for p in paths}:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -151,9 +161,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_model(args):
-    from .models import resolve
     cls, source = resolve(args.model)
-    model = cls.get_pretrained(source, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    model = cls.get_pretrained(source, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                               fast=True)
     params = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_coef=args.cfg,
                   use_sampling=args.temperature > 0)
     if args.duration is not None:
@@ -163,9 +173,6 @@ def load_model(args):
 
 
 def run_generation(args, prompts: list[str], prompt_audio=None) -> int:
-    import torch
-
-    from . import audio
     suffix = "." + args.format
     names = prompts if prompts else [Path(args.input).stem + "_continued"]
     paths = output_paths(args.out, names, suffix, args.force)
@@ -190,8 +197,6 @@ def run_generation(args, prompts: list[str], prompt_audio=None) -> int:
 
 
 def cmd_explore(args) -> int:
-    from .explore import explore, spec_from
-    from .report import best_settings
     fields = ("model", "temperature", "top_k", "top_p", "cfg_coef", "seeds", "duration", "batch_size",
               "objective", "device", "dtype")
     spec = spec_from(args.spec, prompts=args.prompts or None, **{k: getattr(args, k) for k in fields})
@@ -208,8 +213,6 @@ def cmd_explore(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .loaders import fetch_model
-    from .models import resolve
     cls, repo = resolve(args.name)
     if Path(repo).is_dir():
         print(f"{args.name} is a local model ({repo}); nothing to download.")
@@ -220,8 +223,6 @@ def cmd_download(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .info import describe
-    from .models import resolve
     cls, source = resolve(args.name)
     print(describe(source, cls))
     return 0
@@ -229,12 +230,10 @@ def cmd_info(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .checkpoints import CheckpointError
     try:
         if args.command == "generate":
             return run_generation(args, args.prompts)
         if args.command == "continue":
-            from . import audio
             return run_generation(args, args.prompts, audio.read(args.input))
         if args.command == "explore":
             return cmd_explore(args)

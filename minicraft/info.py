@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from .checkpoints import tensor_layout
+from minicraft.formats.checkpoints import tensor_layout
 
 KNOWN = {
     "facebook/musicgen-small": "MusicGen small: ~300M-parameter LM (1024 wide, 24 layers, 16 heads), "

@@ -1,7 +1,7 @@
 """Worked solutions to the exercises of notebook 07."""
 import torch
 
-from minicraft.attention import KVCache
+from minicraft.modules.attention import KVCache
 
 
 def cfg_mix(cond_logits, uncond_logits, coef):

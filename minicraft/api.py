@@ -1,0 +1,308 @@
+"""MusicGen and AudioGen, used the way audiocraft users already know.
+
+    model = MusicGen.get_pretrained("small")
+    model.set_generation_params(duration=8)
+    wav = model.generate(["lo-fi beat with mellow piano"])     # [B, C, samples]
+
+A model is three parts (see :mod:`minicraft.formats.loaders`): the text conditioner, the LM over
+codes and the EnCodec codec. This file only turns user requests into calls of
+:func:`minicraft.generate.decoding.generate_codes` and the codec, including long
+generation by a sliding window and continuation of an audio prompt.
+
+A model runs the reference modules a learner reads in ``minicraft/modules`` and ``minicraft/models``
+unless it is loaded with ``fast=True`` (or given to :func:`minicraft.fast.accelerate`); the CLI always
+loads it so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from minicraft import audio
+from minicraft.models.conditioning import text_mask
+from minicraft.devices import pick_device, pick_dtype
+from minicraft.fast import accelerate, describe
+from minicraft.generate.decoding import generate_codes
+from minicraft.generate.sampling import check_number, check_setting
+from minicraft.formats.loaders import Components, load_components
+
+
+class GenModel:
+    """What MusicGen and AudioGen share; they differ only in defaults and names."""
+
+    DEFAULT_DURATION = 10.0
+    DEFAULT_STRIDE = 2.0
+    KIND = "model"
+    NAMES: dict[str, str] = {}
+    DEFAULT_NAME = ""
+
+    def __init__(self, parts: Components, device: torch.device | None = None):
+        self.name = parts.name
+        self.lm, self.conditioner, self.codec = parts.lm, parts.conditioner, parts.codec
+        self.max_duration = float(parts.max_duration)
+        self.device = device or next(self.lm.parameters()).device
+        self.mask_text_padding = True
+        self._progress_callback: Callable[[int, int], None] | None = None
+        self.set_generation_params()
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def get_pretrained(cls, name: str | None = None, device: str | torch.device | None = None,
+                       dtype: str | torch.dtype | None = None, t5: str | None = None,
+                       quantize: str | None = None, fast: bool = False):
+        """A model by short name, Hub id, or local folder in either official format.
+
+        ``device``: "cuda", "mps" or "cpu" (default: the best available).
+        ``dtype``: float32 (default), float16 or bfloat16 where the device supports it.
+        ``quantize``: "int8" stores the LM's linear weights as int8 (see
+        :mod:`minicraft.fast.int8`); activations stay in ``dtype``.
+        ``t5``: a folder with the T5 encoder, for audiocraft-format folders
+        whose T5 is not in the Hugging Face cache.
+        ``fast``: put :mod:`minicraft.fast` in place of the reference modules (C kernels on a CPU, the
+        codec's polyphase convs and chunks); ``False`` keeps the code of the course, the code that runs.
+        """
+        device = pick_device(device)
+        dtype = pick_dtype(dtype, device)
+        parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype, quantize=quantize)
+        for module in (parts.lm, parts.conditioner, parts.codec):
+            module.to(device).eval()
+        model = cls(parts, device)
+        return accelerate(model) if fast else model
+
+    def info(self):
+        """Print what this model is and which of its modules the fast path replaced."""
+        params = sum(p.numel() for part in (self.lm, self.conditioner, self.codec) for p in part.parameters())
+        print(f"{type(self).__name__} {self.name}: {params / 1e6:.1f} M parameters, "
+              f"{self.sample_rate} Hz, {self.frame_rate} frames/s, up to {self.max_duration:g} s per window, "
+              f"on {self.device}")
+        print(describe(self))
+
+    @classmethod
+    def resolve_name(cls, name: str | None) -> str:
+        """Short names ("small") -> Hub ids; other names (Hub ids, folders) pass through."""
+        name = name or cls.DEFAULT_NAME
+        if name in cls.NAMES:
+            return cls.NAMES[name]
+        if "/" not in name and not Path(name).expanduser().is_dir():
+            raise ValueError(f"unknown model name {name!r}: use one of {', '.join(cls.NAMES)}, a Hub id "
+                             f"such as {cls.NAMES[cls.DEFAULT_NAME]!r}, or a local folder.")
+        return name
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.codec.frame_rate
+
+    @property
+    def audio_channels(self) -> int:
+        return self.codec.channels
+
+    # ---------------------------------------------------------------- parameters
+
+    def set_generation_params(self, use_sampling: bool = True, top_k: int | None = None, top_p: float = 0.0,
+                              temperature: float = 1.0, duration: float | None = None,
+                              cfg_coef: float = 3.0, two_step_cfg: bool = False,
+                              extend_stride: float | None = None):
+        """Set how :meth:`generate` samples; same names and defaults as audiocraft.
+
+        ``temperature=0`` means greedy decoding; ``top_p > 0`` takes precedence
+        over ``top_k``; ``cfg_coef`` is the classifier-free guidance strength
+        (1 = off); beyond ``max_duration`` seconds, generation continues in
+        windows that advance by ``extend_stride`` seconds.
+        """
+        top_k = min(250, self.lm.cfg.card) if top_k is None else top_k   # 250 unless the vocabulary is smaller
+        duration = min(self.DEFAULT_DURATION, self.max_duration) if duration is None else duration
+        if extend_stride is None:   # audiocraft's default, unless this model's window is shorter
+            extend_stride = self.DEFAULT_STRIDE if self.DEFAULT_STRIDE < self.max_duration else self.max_duration / 2
+        check_params(duration, top_k, top_p, temperature, cfg_coef, extend_stride,
+                     self.max_duration, self.lm.cfg.card)
+        self.duration = float(duration)
+        self.extend_stride = float(extend_stride)
+        self.generation_params = dict(use_sampling=bool(use_sampling), temperature=float(temperature),
+                                      top_k=int(top_k), top_p=float(top_p), cfg_coef=float(cfg_coef),
+                                      two_step=bool(two_step_cfg))
+
+    def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None = None):
+        """``callback(frames_done, frames_total)`` is called after every decoding step."""
+        self._progress_callback = callback
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, descriptions: list[str], progress: bool = False, return_tokens: bool = False):
+        """Audio [B, C, samples] for each text description."""
+        check_descriptions(descriptions)
+        tokens = self.generate_tokens(list(descriptions), None, progress)
+        return self._finish(tokens, return_tokens)
+
+    def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False):
+        """Audio with no text at all (the model's prior)."""
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+        tokens = self.generate_tokens([None] * num_samples, None, progress)
+        return self._finish(tokens, return_tokens)
+
+    def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
+                              descriptions: list[str | None] | None = None, progress: bool = False,
+                              return_tokens: bool = False):
+        """Continue audio ``prompt`` [B, C, T] (or [C, T]); the prompt stays in the output."""
+        prompt = check_prompt_audio(prompt, prompt_sample_rate)
+        if descriptions is None:
+            descriptions = [None] * len(prompt)
+        else:
+            check_descriptions(descriptions, allow_none=True)
+        if len(descriptions) != len(prompt):
+            raise ValueError(f"{len(prompt)} audio prompts but {len(descriptions)} descriptions; "
+                             "give one description (or None) per prompt.")
+        prompt = audio.convert(prompt.to(self.device, torch.float32), prompt_sample_rate,
+                               self.sample_rate, self.audio_channels)
+        if prompt.shape[-1] / self.sample_rate > min(self.duration, self.max_duration):
+            raise ValueError(f"the audio prompt ({prompt.shape[-1] / self.sample_rate:.2f} s) is longer than "
+                             f"the duration to generate ({self.duration:.2f} s); raise the duration.")
+        with torch.inference_mode():
+            prompt_tokens = self.codec.encode(prompt.to(self.codec_dtype))
+        return self._finish(self.generate_tokens(list(descriptions), prompt_tokens, progress), return_tokens)
+
+    @property
+    def codec_dtype(self) -> torch.dtype:
+        return next(self.codec.parameters()).dtype
+
+    def conditions(self, descriptions: list[str | None], two_step: bool):
+        """(condition, null condition), each [B, L, D], as audiocraft builds them."""
+        B = len(descriptions)
+        if two_step:
+            cond, mask = self.conditioner(descriptions)
+            null, null_mask = self.conditioner([None] * B)
+        else:
+            both, masks = self.conditioner(descriptions + [None] * B)
+            (cond, null), (mask, null_mask) = both.split(B), masks.split(B)
+        return cond, null, mask, null_mask
+
+    def generate_tokens(self, descriptions: list[str | None], prompt_tokens: torch.Tensor | None,
+                        progress: bool = False) -> torch.Tensor:
+        """Codes [B, K, frames] for ``self.duration`` seconds (audiocraft's sliding window)."""
+        params = dict(self.generation_params)
+        cond, null, mask, null_mask = self.conditions(descriptions, params["two_step"])
+        total = int(self.duration * self.frame_rate)
+        offset = 0
+
+        def callback(done: int, todo: int):   # decoding steps, counted as audiocraft counts them
+            done += offset
+            if self._progress_callback is not None:
+                self._progress_callback(done, todo)
+            elif progress:
+                print(f"{done: 6d} / {todo: 6d}", end="\r")
+
+        def window(prompt, frames):
+            return generate_codes(self.lm, cond, null, frames, prompt=prompt, callback=callback,
+                                  cross_mask=text_mask(mask) if self.mask_text_padding else None,
+                                  null_cross_mask=text_mask(null_mask) if self.mask_text_padding else None,
+                                  **params)
+
+        if self.duration <= self.max_duration:
+            return window(prompt_tokens, total)
+        chunks = [] if prompt_tokens is None else [prompt_tokens]
+        prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+        stride = int(self.frame_rate * self.extend_stride)
+        while offset + prompt_length < total:
+            chunk_duration = min(self.duration - offset / self.frame_rate, self.max_duration)
+            tokens = window(prompt_tokens, int(chunk_duration * self.frame_rate))
+            chunks.append(tokens if prompt_tokens is None else tokens[..., prompt_tokens.shape[-1]:])
+            prompt_tokens = tokens[..., stride:]          # the last (max - stride) seconds
+            prompt_length = prompt_tokens.shape[-1]
+            offset += stride
+        return torch.cat(chunks, dim=-1)
+
+    def generate_audio(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Codes [B, K, T] -> audio [B, C, samples] (float32)."""
+        with torch.inference_mode():
+            return self.codec.decode(tokens).float()
+
+    def _finish(self, tokens, return_tokens):
+        wav = self.generate_audio(tokens)
+        return (wav, tokens) if return_tokens else wav
+
+
+# ---------------------------------------------------------------- input checks
+
+def check_descriptions(descriptions, allow_none: bool = False):
+    if isinstance(descriptions, str) or not isinstance(descriptions, (list, tuple)):
+        raise ValueError("descriptions must be a list of strings, e.g. ['calm piano']; "
+                         f"got {type(descriptions).__name__}.")
+    if len(descriptions) == 0:
+        raise ValueError("descriptions is empty: give at least one prompt, e.g. ['calm piano'].")
+    for i, d in enumerate(descriptions):
+        if d is None and allow_none:
+            continue
+        if not isinstance(d, str):
+            raise ValueError(f"descriptions[{i}] is {type(d).__name__}, not a string.")
+
+
+def check_params(duration, top_k, top_p, temperature, cfg_coef, extend_stride, max_duration, card):
+    for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("cfg_coef", cfg_coef)):
+        check_setting(name, value, card)
+    check_number("duration", duration)
+    if duration <= 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration}.")
+    if duration > 3600:
+        raise ValueError(f"duration {duration} s is more than an hour; generate at most 3600 s at once.")
+    check_number("extend_stride", extend_stride)
+    if not 0 < extend_stride < max_duration:
+        raise ValueError(f"extend_stride must be > 0 and smaller than max_duration ({max_duration:g} s), "
+                         f"got {extend_stride}.")
+
+
+def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
+    if not isinstance(prompt, torch.Tensor):
+        raise ValueError(f"the audio prompt must be a torch.Tensor [B, C, T], got {type(prompt).__name__}.")
+    if prompt.dim() == 2:
+        prompt = prompt[None]
+    if prompt.dim() != 3 or prompt.shape[-1] == 0:
+        raise ValueError(f"the audio prompt must be shaped [B, C, T] or [C, T], got {tuple(prompt.shape)}.")
+    if not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise ValueError(f"prompt_sample_rate must be a positive integer, got {sample_rate!r}.")
+    if not torch.isfinite(prompt).all():
+        raise ValueError("the audio prompt contains NaN or infinite values.")
+    if prompt.abs().amax(dim=(1, 2)).min() == 0:
+        raise ValueError("an audio prompt is silent (all zeros); give audio to continue, "
+                         "or use generate() for no prompt.")
+    return prompt
+
+
+# ---------------------------------------------------------------- the two models
+
+# The tiny model trained by `python -m minicraft.toyworld.train` on the toy world, shipped inside the package.
+TINY = str(Path(__file__).resolve().parent / "assets" / "tiny")
+
+
+class MusicGen(GenModel):
+    """Text to music (facebook/musicgen-small, -medium, -large; "tiny" is minicraft's own)."""
+    DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
+    NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}}
+    DEFAULT_NAME = "small"
+
+
+class AudioGen(GenModel):
+    """Text to sound effects (facebook/audiogen-medium; "tiny" is minicraft's own, music and effects)."""
+    DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 5.0, 2.0, "audiogen"
+    NAMES = {"tiny": TINY, "medium": "facebook/audiogen-medium"}
+    DEFAULT_NAME = "medium"
+
+
+def resolve(name: str) -> tuple[type[GenModel], str]:
+    """A model name as users type it -> (MusicGen or AudioGen, the folder or Hub id to load).
+
+    The one place names are read, for the CLI and the explorer: "tiny", "small", "medium", "large" are
+    MusicGen's; "audiogen-medium" (the CLI's spelling of AudioGen's "medium") and any Hub id or folder whose
+    name says "audiogen" are AudioGen's. An unknown short name raises ValueError.
+    """
+    cls = AudioGen if "audiogen" in name.lower() else MusicGen
+    short = name[len("audiogen-"):] if name.lower().startswith("audiogen-") else name
+    return cls, cls.resolve_name(short)

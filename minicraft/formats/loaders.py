@@ -1,0 +1,221 @@
+"""Official checkpoints -> the three parts of a model (conditioner, LM, codec).
+
+Two layouts exist for the same models:
+
+- **audiocraft** (``state_dict.bin`` + ``compression_state_dict.bin``): the LM
+  and its ``output_proj`` in one file, the codec in the other (or a pointer
+  to a Hugging Face EnCodec repository); the T5 encoder is fetched separately
+  under the name the config gives (``t5-base``, ``t5-large``);
+- **Hugging Face** (``config.json`` + ``model.safetensors``): everything in one
+  state dict, under ``text_encoder.``, ``audio_encoder.``, ``decoder.`` and
+  ``enc_to_dec_proj.``, plus the tokenizer files.
+
+Every size comes from the checkpoint's own config. Modules are built on the
+``meta`` device and receive the file's (memory-mapped) tensors directly, so
+loading needs little more memory than the model itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from minicraft.formats import hub
+from minicraft.formats.checkpoints import (CheckpointError, load_into, on_meta, quantize_mapped, read_audiocraft, read_json,
+                          read_state_dict, release_file_pages)
+from minicraft.formats.encodec import load_encodec_audiocraft, load_encodec_hf
+from minicraft.formats.lm_names import hf_names, lm_state_from_hf
+from minicraft.formats.t5 import load_t5_encoder, t5_from_state
+from minicraft.models.codec import Encodec
+from minicraft.models.conditioning import TextConditioner
+from minicraft.models.lm import LM, LMConfig
+from minicraft.fast.int8 import int8_modules, quantize_lm_int8, quantize_rows
+from minicraft.modules.tokenizer import T5Tokenizer
+
+AUDIOCRAFT_FILES = ["state_dict.bin", "compression_state_dict.bin"]
+HF_FILES = ["config.json", "generation_config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json"]
+HF_OPTIONAL = ("generation_config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json")
+OUTPUT_PROJ = "condition_provider.conditioners.description.output_proj."
+
+
+@dataclass
+class Components:
+    name: str
+    lm: LM
+    conditioner: TextConditioner
+    codec: Encodec
+    max_duration: float      # seconds the LM was trained on (one generation window)
+
+
+# ---------------------------------------------------------------- where the files are
+
+def find_format(folder: Path) -> str:
+    if (folder / "state_dict.bin").is_file():
+        return "audiocraft"
+    if (folder / "config.json").is_file():
+        return "huggingface"
+    raise CheckpointError(f"{folder}: neither an audiocraft checkpoint (state_dict.bin) nor a Hugging Face "
+                          "one (config.json + model.safetensors).")
+
+
+def fetch_model(repo_id: str, kind: str) -> Path:
+    """Download (or find cached) what one model needs; return its folder.
+
+    MusicGen repositories are read in the Hugging Face format (weights,
+    config and tokenizer); AudioGen exists only in the audiocraft format.
+    """
+    if kind == "audiogen" or "audiogen" in repo_id:
+        return hub.fetch(repo_id, AUDIOCRAFT_FILES)
+    folder = hub.fetch(repo_id, HF_FILES, optional=HF_OPTIONAL)
+    for weights in ("model.safetensors.index.json", "model.safetensors"):
+        try:
+            hub.fetch(repo_id, [weights])
+        except hub.ModelNotAvailable:
+            continue
+        if weights.endswith(".json"):
+            index = read_json(folder / weights)
+            hub.fetch(repo_id, sorted(set(index["weight_map"].values())))
+        return folder
+    raise hub.ModelNotAvailable(f"{repo_id}: no model.safetensors found (in the cache or on the Hub).")
+
+
+def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = None,
+                    dtype: torch.dtype | None = None, quantize: str | None = None) -> Components:
+    """Parts of a model from a local folder (either format) or a Hub id.
+
+    ``quantize="int8"``: the LM's linear weights in int8 (:mod:`minicraft.fast.int8`).
+    """
+    if quantize not in (None, "int8"):
+        raise ValueError(f"unknown quantize={quantize!r}; use 'int8' or None.")
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        if folder.name == "tiny" and folder.parent.name == "assets":
+            raise FileNotFoundError(f"{folder}: the tiny model is not there; it ships inside the minicraft "
+                                    "package (reinstall minicraft), or retrain it with "
+                                    "`python -m minicraft.toyworld.train` (see docs/tiny_model.md).")
+        if name.startswith((".", "/", "~")) or name.count("/") != 1:
+            raise FileNotFoundError(f"{name}: no such folder, and not a Hub id like 'facebook/musicgen-small'.")
+        folder = fetch_model(name, kind)
+    if find_format(folder) == "huggingface":
+        return load_huggingface(folder, dtype=dtype, name=name, quantize=quantize)
+    return load_audiocraft(folder, t5=t5, dtype=dtype, name=name, quantize=quantize)
+
+
+# ---------------------------------------------------------------- audiocraft format
+
+def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: torch.dtype | None = None,
+                    name: str | None = None, quantize: str | None = None) -> Components:
+    folder = Path(folder)
+    path = folder / "state_dict.bin"
+    cfg, state, _ = read_audiocraft(path)
+    if cfg is None:
+        raise CheckpointError(f"{path}: an LM checkpoint cannot be a pointer to another repository.")
+    lm_state = {k: v for k, v in state.items() if not k.startswith("condition_provider.")}
+    proj_state = {k[len(OUTPUT_PROJ):]: v for k, v in state.items() if k.startswith(OUTPUT_PROJ)}
+    others = [k for k in state if k.startswith("condition_provider.") and not k.startswith(OUTPUT_PROJ)]
+    if others or set(cfg.get("conditioners", {})) != {"description"}:
+        raise CheckpointError(f"{path}: uses conditioners other than a text description "
+                              f"({sorted(cfg.get('conditioners', {}))}); minicraft supports text only "
+                              "(not musicgen-melody's chroma or style conditioning).")
+    lm, targets = empty_lm(LMConfig.from_audiocraft(cfg), quantize)
+    if targets:                 # quantized from the mapped file, block by block: no float copy of them
+        lm = load_into(lm, quantize_mapped(lm_state, targets, dtype, path), path).eval()
+    else:
+        lm = load_into(lm, lm_state, path, dtype).eval()
+
+    t5_name = cfg["conditioners"]["description"]["t5"]["name"]
+    t5_folder = Path(t5) if t5 is not None else hub.t5_folder(t5_name)
+    conditioner = text_conditioner(load_t5_encoder(t5_folder, dtype=dtype), T5Tokenizer.from_dir(t5_folder),
+                                   proj_state, lm.cfg.dim, path, dtype)
+
+    codec_path = folder / "compression_state_dict.bin"
+    codec = load_encodec_audiocraft(codec_path, dtype=dtype, resolve_pointer=encodec_from_hub)
+    return Components(name or str(folder), lm, conditioner, codec,
+                      float(cfg.get("dataset", {}).get("segment_duration", 30.0)))
+
+
+def encodec_from_hub(repo_id: str, dtype: torch.dtype | None = None) -> Encodec:
+    """Follow ``{'pretrained': 'facebook/encodec_32khz'}`` to a Hugging Face EnCodec."""
+    folder = hub.fetch(repo_id, ["config.json", "model.safetensors"])
+    return load_encodec_hf(folder, dtype=dtype)
+
+
+# ---------------------------------------------------------------- Hugging Face format
+
+def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name: str | None = None,
+                     quantize: str | None = None) -> Components:
+    """With ``quantize="int8"`` the LM's linear weights are quantized as the file is read, so their
+    float copies never all exist at once (load peak: about the final model)."""
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    if config.get("model_type") != "musicgen":
+        raise CheckpointError(f"{folder / 'config.json'}: model_type is {config.get('model_type')!r}; "
+                              "expected a MusicGen checkpoint ('musicgen').")
+    index = folder / "model.safetensors.index.json"
+    weights = index if index.is_file() else folder / "model.safetensors"
+    lm_cfg = LMConfig.from_hf(config["decoder"])
+    single, packed = hf_names(lm_cfg)
+    lm, targets = empty_lm(lm_cfg, quantize)
+    int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # the file's
+    state = read_state_dict(weights, dtype, int8)
+
+    decoder_keys = {k for k in state if k.startswith("decoder.")}
+    used = set(single.values()) | {name for names in packed.values() for name in names}
+    leftover = sorted(k for k in decoder_keys - used if "embed_positions" not in k)
+    if leftover:
+        raise CheckpointError(f"{weights}: decoder tensors minicraft does not know: {leftover[:3]}.")
+    lm_state = lm_state_from_hf(state, lm_cfg, consume=True)
+    for module, weight in targets.items():
+        if module + ".weight" in state:                  # quantized while reading
+            lm_state[module + ".weight"] = state.pop(module + ".weight")
+            lm_state[module + ".scale"] = state.pop(module + ".scale")
+        elif weight in lm_state:                         # its parts were in two shards: read as floats
+            lm_state[module + ".weight"], lm_state[module + ".scale"] = quantize_rows(lm_state.pop(weight))
+    lm = load_into(lm, lm_state, weights, None if int8 else dtype).eval()   # the reader converted already
+    t5 = t5_from_state(state, config["text_encoder"], prefix="text_encoder.", source=weights, dtype=dtype)
+    proj = {k[len("enc_to_dec_proj."):]: v for k, v in state.items() if k.startswith("enc_to_dec_proj.")}
+    conditioner = text_conditioner(t5, tokenizer_for(folder), proj, lm_cfg.dim, weights, dtype)
+    codec = load_encodec_hf((config["audio_encoder"], state), prefix="audio_encoder.", dtype=dtype,
+                            source_name=weights)
+    max_duration = 30.0
+    generation = folder / "generation_config.json"
+    if generation.is_file() and "max_length" in read_json(generation):
+        max_duration = read_json(generation)["max_length"] / codec.frame_rate
+    shards = sorted({folder / f for f in read_json(index)["weight_map"].values()}) if index.is_file() else [weights]
+    release_file_pages(shards)          # the pages read while packing q/k/v: the model does not use them
+    return Components(name or str(folder), lm, conditioner, codec, max_duration)
+
+
+def tokenizer_for(folder: Path) -> T5Tokenizer:
+    """The tokenizer shipped with a MusicGen repository, else T5's own (all T5 sizes share it)."""
+    if (folder / "spiece.model").is_file() or (folder / "tokenizer.json").is_file():
+        return T5Tokenizer.from_dir(folder)
+    return T5Tokenizer.from_dir(hub.fetch("google-t5/t5-base", ["spiece.model"]))
+
+
+# ---------------------------------------------------------------- shared steps
+
+def empty_lm(cfg: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
+    """The LM on the ``meta`` device (shapes, no memory) for a checkpoint's tensors to be assigned to.
+
+    With ``quantize="int8"`` its linear layers are already :class:`~minicraft.fast.int8.Int8Linear`, and
+    the second value maps each of them to the float weight it replaces (ours, by name); else it is empty.
+    """
+    with on_meta():
+        lm = LM(cfg)
+    targets = int8_modules(lm) if quantize == "int8" else {}
+    if targets:
+        quantize_lm_int8(lm)
+    return lm, targets
+
+
+def text_conditioner(t5: nn.Module, tokenizer: T5Tokenizer, proj_state: dict, dim: int, source,
+                     dtype) -> TextConditioner:
+    t5_dim = proj_state["weight"].shape[1] if "weight" in proj_state else t5.config.d_model
+    with on_meta():
+        conditioner = TextConditioner(tokenizer, None, t5_dim, dim)
+    load_into(conditioner, {f"output_proj.{k}": v for k, v in proj_state.items()}, source, dtype)
+    conditioner.t5 = t5
+    return conditioner.eval()

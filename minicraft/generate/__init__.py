@@ -1,0 +1,1 @@
+"""From logits to codes: sampling (temperature, top-k, top-p, guidance) and the decoding loop."""

@@ -1,0 +1,473 @@
+"""Training the tiny models on the toy world, in plain PyTorch on a CPU.
+
+    python -m minicraft.world.train codec --out runs/codec      # SEANet + RVQ
+    python -m minicraft.world.train lm --codec runs/codec --out runs/lm   # tokenizer, T5, LM
+    python -m minicraft.world.train export --codec runs/codec --lm runs/lm --out minicraft/assets/tiny
+
+Every run saves a resumable checkpoint (``checkpoint.pt``) every few hundred
+steps; running the same command again continues where it stopped.
+
+The codec learns to reconstruct the waveform (L1) and, above all, its
+spectrum at several resolutions (STFT and mel losses). Its residual vector
+quantizer learns the way EnCodec's does: codebooks start from k-means on the
+first batch, follow the encoder by exponential moving averages (no gradient),
+replace codes nobody uses by fresh encoder outputs, and a commitment loss
+keeps the encoder close to its codes. Quantizer dropout (a random number of
+codebooks per batch, so that fewer codebooks also decode) is available but
+off in the shipped recipe. A last phase polishes the decoder alone (the codes
+stay as they were) with longer STFT windows in the loss.
+
+The LM learns from captions of which a tenth are wrong, as scraped ones
+often are: that is what gives classifier-free guidance something to fix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+
+from minicraft.audio import mel_power
+from minicraft.files import atomic_write
+from minicraft.formats.export import export_musicgen
+from minicraft.models.codec import Encodec, EncodecConfig
+from minicraft.models.conditioning import TextConditioner, text_mask
+from minicraft.models.lm import LM, LMConfig
+from minicraft.modules.seanet import SEANetConfig
+from minicraft.modules.t5 import T5Config, T5Encoder
+from minicraft.modules.tokenizer import T5Tokenizer
+from minicraft.progress import ProgressBar
+from minicraft.toyworld import world
+
+
+# ---------------------------------------------------------------- shared
+
+def save_checkpoint(path: Path, **state):
+    """Atomically write a training checkpoint."""
+    with atomic_write(path) as f:
+        torch.save(state, f)
+
+
+def resume(path: Path, optional: tuple[str, ...] = (), **objects) -> int:
+    """Load a checkpoint into ``objects`` (anything with ``load_state_dict``); return its step, or 0.
+
+    Names in ``optional`` may be missing from the checkpoint: objects of a later phase than the one it saved."""
+    state = load_checkpoint(path)
+    if state is None:
+        return 0
+    for name, obj in objects.items():
+        if name in state or name not in optional:
+            obj.load_state_dict(state[name])
+    torch.set_rng_state(state["rng"])
+    print(f"resuming from step {state['step']} ({path})")
+    return state["step"]
+
+
+def checkpoint(path: Path, step: int, config, **objects):
+    save_checkpoint(path, step=step, rng=torch.get_rng_state(), config=asdict(config),
+                    **{name: obj.state_dict() for name, obj in objects.items()})
+
+
+def load_checkpoint(path: Path):
+    # Our own checkpoints hold config dicts and RNG states too, so the full unpickler is needed;
+    # they are files this script wrote itself, never downloaded ones.
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def toy_audio(n: int, seed: int) -> tuple[list[world.Clip], torch.Tensor]:
+    clips = world.sample_clips(n, seed=seed)
+    return clips, torch.from_numpy(world.render_batch(clips))        # [N, samples]
+
+
+# ---------------------------------------------------------------- codec
+
+@dataclass
+class CodecTrainConfig:
+    steps: int = 5000
+    decay_steps: int = 2000          # constant learning rate, then linear decay over the last steps
+    batch: int = 8
+    crop_seconds: float = 1.0
+    lr: float = 5e-4
+    clips: int = 2000
+    seed: int = 0
+    n_filters: int = 16
+    dimension: int = 64
+    lstm: int = 0
+    n_q: int = 4
+    quantizer_dropout: bool = False  # True: each batch uses a random number of codebooks
+    bins: int = 256
+    decay: float = 0.99
+    dead_code_threshold: float = 0.1   # EMA uses per batch; see EMAQuantizer.update
+    commitment: float = 1.0
+    # STFT window sizes of the spectral loss. The short ones (32-128 samples, 2-8 ms) are what let the
+    # codec keep clicks and raindrops: trained with only 256-2048, it smeared them into hiss.
+    stft_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+    # Then a polish: the decoder alone, encoder and codebooks frozen (so the codes, and an LM trained on them,
+    # stay valid), with long windows (4-2 Hz bins) added to the loss. Without it the decoder turned wind, low
+    # noise, into something the classifier hears as an engine's hum (9 of 29 kept); trained with the long
+    # windows from the start, the codec lost footsteps and birds instead.
+    polish_steps: int = 1200
+    polish_lr: float = 1e-4
+    polish_stft_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+    checkpoint_every: int = 250
+
+    def codec(self) -> EncodecConfig:
+        seanet = SEANetConfig(channels=1, dimension=self.dimension, n_filters=self.n_filters,
+                              n_residual_layers=1, ratios=[8, 5, 4, 2], lstm=self.lstm)
+        return EncodecConfig(sample_rate=world.SAMPLE_RATE, seanet=seanet, n_q=self.n_q, bins=self.bins)
+
+
+class EMAQuantizer:
+    """Trains the codebooks of a ResidualVectorQuantizer the EnCodec way (no gradients)."""
+
+    def __init__(self, codec: Encodec, decay: float, dead_threshold: float):
+        rvq = codec.quantizer
+        self.codebooks = rvq.codebooks
+        n_q, bins = len(self.codebooks), codec.cfg.bins
+        self.decay, self.dead_threshold = decay, dead_threshold
+        self.cluster_size = torch.zeros(n_q, bins)
+        self.embed_avg = torch.stack([cb.embed.detach().clone() for cb in self.codebooks])
+        self.inited = torch.zeros(n_q, dtype=torch.bool)
+
+    def state_dict(self):
+        return dict(cluster_size=self.cluster_size, embed_avg=self.embed_avg, inited=self.inited)
+
+    def load_state_dict(self, state):
+        self.cluster_size, self.embed_avg, self.inited = state["cluster_size"], state["embed_avg"], state["inited"]
+
+    @torch.no_grad()
+    def kmeans(self, q: int, x: torch.Tensor, iters: int = 10):
+        bins = self.cluster_size.shape[1]
+        centers = x[torch.randint(len(x), (bins,))].clone()
+        for _ in range(iters):
+            assign = torch.cdist(x, centers).argmin(dim=1)
+            counts = torch.bincount(assign, minlength=bins).float()
+            sums = torch.zeros_like(centers).index_add_(0, assign, x)
+            centers = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centers)
+        self.codebooks[q].embed.copy_(centers)
+        self.embed_avg[q] = centers.clone()
+        self.cluster_size[q] = counts
+        self.inited[q] = True
+
+    @torch.no_grad()
+    def update(self, q: int, x: torch.Tensor, index: torch.Tensor):
+        bins = self.cluster_size.shape[1]
+        onehot = F.one_hot(index, bins).float()                          # [N, bins]
+        self.cluster_size[q].mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+        self.embed_avg[q].mul_(self.decay).add_(onehot.t() @ x, alpha=1 - self.decay)
+        n = self.cluster_size[q].sum()
+        smoothed = (self.cluster_size[q] + 1e-5) / (n + bins * 1e-5) * n   # Laplace smoothing
+        self.codebooks[q].embed.copy_(self.embed_avg[q] / smoothed[:, None])
+        # A code is dead when its EMA count of uses per batch falls under the threshold. Our batches hold
+        # 400 vectors for 256 codes (1.6 uses per code on average), so audiocraft's 2, meant for batches of
+        # thousands of vectors, would re-draw most codes at every step; 0.1 means "under once in ten batches".
+        dead = self.cluster_size[q] < self.dead_threshold
+        if dead.any():
+            fresh = x[torch.randint(len(x), (int(dead.sum()),))]
+            self.codebooks[q].embed[dead] = fresh
+            self.embed_avg[q][dead] = fresh * self.dead_threshold
+            self.cluster_size[q][dead] = self.dead_threshold
+
+    def __call__(self, latent: torch.Tensor, n_q: int, training: bool):
+        """latent [B, D, F] -> (quantized [B, D, F] with straight-through gradients, commitment loss)."""
+        B, D, frames = latent.shape
+        residual = latent.transpose(1, 2).reshape(-1, D)
+        out, commitment = 0, latent.new_zeros(())
+        for q in range(n_q):
+            if training and not self.inited[q]:
+                self.kmeans(q, residual.detach())
+            index = self.codebooks[q].encode(residual.detach())
+            quantized = self.codebooks[q].decode(index).detach()
+            if training:
+                self.update(q, residual.detach(), index)
+            commitment = commitment + F.mse_loss(residual, quantized)
+            out = out + residual + (quantized - residual).detach()         # straight-through
+            residual = residual - quantized
+        return out.view(B, frames, D).transpose(1, 2), commitment
+
+
+def spectral_loss(pred: torch.Tensor, target: torch.Tensor,
+                  sizes: tuple[int, ...] = CodecTrainConfig.stft_sizes) -> torch.Tensor:
+    """Multi-resolution STFT (log-magnitude L1 + spectral convergence) and log-mel L1.
+
+    The STFT terms are averaged to the weight of four resolutions, whatever `sizes` holds, so that
+    adding windows changes what is measured, not how much the spectrum counts against the mel term.
+
+    Logs are taken above a floor 40 dB under each clip's loudest bin. With an
+    absolute floor, the thousand near-silent bins around a synthetic tone
+    outweigh its few harmonic bins, and silence becomes the cheapest answer
+    for a tone: a codec trained that way returned flutes, sirens and bells
+    at -20 dB or lower.
+    """
+    loss = pred.new_zeros(())
+    for n_fft in sizes:
+        window = torch.hann_window(n_fft, device=pred.device)
+        P = torch.stft(pred, n_fft, n_fft // 4, window=window, return_complex=True).abs()   # [B, bins, frames]
+        T = torch.stft(target, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+        floor = 1e-2 * T.amax(dim=(1, 2), keepdim=True) + 1e-5                             # -40 dB, per clip
+        loss = loss + F.l1_loss(torch.log(P + floor), torch.log(T + floor))
+        loss = loss + torch.linalg.norm(P - T) / (torch.linalg.norm(T) + 1e-8)
+    loss = loss * 4 / len(sizes)
+    mel_p = mel_power(pred, world.SAMPLE_RATE, 1024, 256, 64)                              # [B, 64, frames]
+    mel_t = mel_power(target, world.SAMPLE_RATE, 1024, 256, 64)
+    floor = 1e-4 * mel_t.amax(dim=(1, 2), keepdim=True) + 1e-9                                # power: -40 dB
+    return loss + F.l1_loss(torch.log10(mel_p + floor), torch.log10(mel_t + floor))
+
+
+def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, n_q: int, training: bool,
+               commitment_weight: float, stft_sizes: tuple[int, ...] = CodecTrainConfig.stft_sizes):
+    """wav [B, 1, T] -> (total loss, dict of parts)."""
+    latent = codec.encoder(wav)
+    quantized, commitment = quantizer(latent, n_q, training)
+    out = codec.decoder(quantized)[..., :wav.shape[-1]]
+    l1 = F.l1_loss(out, wav)
+    spectral = spectral_loss(out[:, 0], wav[:, 0], stft_sizes)
+    total = 0.1 * l1 + spectral + commitment_weight * commitment
+    return total, dict(l1=l1.item(), spectral=spectral.item(), commitment=commitment.item())
+
+
+def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encodec:
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    codec = Encodec(cfg.codec())                     # codebooks get k-means on the first batch
+    quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
+    optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
+                                 lr=cfg.lr, betas=(0.5, 0.9))
+    polisher = torch.optim.Adam(codec.decoder.parameters(), lr=cfg.polish_lr, betas=(0.5, 0.9))
+    saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer, polisher=polisher)
+    step = resume(out / "checkpoint.pt", optional=("polisher",), **saved)
+    _, audio = toy_audio(cfg.clips, cfg.seed)
+    crop = int(cfg.crop_seconds * world.SAMPLE_RATE)
+    total = cfg.steps + cfg.polish_steps
+    bar = ProgressBar(first=step)
+    log = open(out / "log.jsonl", "a")
+    codec.train()
+    while step < total:
+        rows = torch.randint(len(audio), (cfg.batch,))
+        starts = torch.randint(audio.shape[1] - crop + 1, (cfg.batch,))
+        wav = torch.stack([audio[r, s:s + crop] for r, s in zip(rows, starts)])[:, None]   # [B, 1, T]
+        n_q = int(torch.randint(1, cfg.n_q + 1, ())) if cfg.quantizer_dropout else cfg.n_q
+        polishing = step >= cfg.steps
+        if polishing:                                # decoder only: the codes no longer change
+            codec.encoder.requires_grad_(False)
+            opt, trained, sizes = polisher, codec.decoder, cfg.polish_stft_sizes
+        else:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
+            opt, trained, sizes = optimizer, codec, cfg.stft_sizes
+        # training=False while polishing: the quantizer's EMA leaves the codebooks as they are
+        loss, parts = codec_loss(codec, quantizer, wav, n_q, not polishing, cfg.commitment, sizes)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % log_every == 0:
+            log.write(json.dumps(dict(step=step, loss=loss.item(), n_q=n_q, time=time.time(), **parts)) + "\n")
+            log.flush()
+        bar(step, total, f"loss {loss.item():.3f}" + (" (polishing the decoder)" if polishing else ""))
+        if step % cfg.checkpoint_every == 0 or step in (cfg.steps, total):
+            checkpoint(out / "checkpoint.pt", step, cfg, **saved)
+    bar.close()
+    codec.encoder.requires_grad_(True)
+    codec.eval()
+    return codec
+
+
+# ---------------------------------------------------------------- tokenizer, text encoder and LM
+
+@dataclass
+class LMTrainConfig:
+    steps: int = 7000
+    batch: int = 24
+    lr: float = 1e-3
+    warmup: int = 200
+    clips: int = 12000
+    seed: int = 1
+    vocab_size: int = 200
+    t5_dim: int = 128
+    t5_layers: int = 2
+    dim: int = 192
+    num_heads: int = 6
+    num_layers: int = 4
+    condition_dropout: float = 0.2       # share of captions replaced by "no text", for CFG
+    caption_noise: float = 0.1           # share of training captions that describe another class's clip
+    checkpoint_every: int = 250
+
+
+def train_tokenizer(captions: list[str], out: Path, vocab_size: int) -> Path:
+    """A SentencePiece unigram model with T5's conventions: pad 0, EOS 1, unknown 2."""
+    out.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(captions), model_prefix=str(out / "spiece"),
+                                   vocab_size=vocab_size, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
+                                   bos_id=-1, hard_vocab_limit=False, character_coverage=1.0,
+                                   minloglevel=2)
+    return out / "spiece.model"
+
+
+def build_text_and_lm(cfg: LMTrainConfig, tokenizer, codec: Encodec):
+    t5 = T5Encoder(T5Config(vocab_size=tokenizer.vocab_size, d_model=cfg.t5_dim, d_kv=cfg.t5_dim // 4,
+                            d_ff=2 * cfg.t5_dim, num_layers=cfg.t5_layers, num_heads=4))
+    for name, p in t5.named_parameters():        # small init: T5 does not scale its attention scores
+        if p.dim() == 2 and "shared" not in name:
+            torch.nn.init.normal_(p, std=0.02 if "relative" in name else p.shape[1] ** -0.5)
+    lm = LM(LMConfig(dim=cfg.dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers, ffn_dim=4 * cfg.dim,
+                     num_codebooks=codec.num_codebooks, card=codec.cardinality,
+                     delays=list(range(codec.num_codebooks))))
+    for name, p in lm.named_parameters():
+        if p.dim() == 2:
+            torch.nn.init.normal_(p, std=0.02)
+    return TextConditioner(tokenizer, t5, cfg.t5_dim, cfg.dim), lm
+
+
+def load_trained_codec(folder: Path) -> Encodec:
+    state = load_checkpoint(folder / "checkpoint.pt")
+    if state is None:
+        raise FileNotFoundError(f"{folder}: no codec checkpoint; run `python -m minicraft.world.train codec` first.")
+    codec = Encodec(CodecTrainConfig(**state["config"]).codec())
+    codec.load_state_dict(state["model"])
+    return codec.eval()
+
+
+@torch.no_grad()
+def encode_clips(codec: Encodec, audio: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """[N, samples] -> codes [N, K, frames]."""
+    return torch.cat([codec.encode(audio[i:i + batch, None]) for i in range(0, len(audio), batch)])
+
+
+def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None):
+    """Cross-entropy of the LM on codes [B, K, T] given captions (ids/mask [B, L])."""
+    if drop is not None:                                 # condition dropout: "no text" rows
+        mask = mask * (~drop)[:, None]
+    hidden = conditioner.t5(ids, mask)
+    cond = conditioner.output_proj(hidden) * mask[..., None]
+    logits, valid = lm.compute_predictions(codes, cond, text_mask(mask))   # [B, K, T, card], [B, K, T]
+    return F.cross_entropy(logits[valid], codes[valid])
+
+
+def noisy_captions(clips: list[world.Clip], share: float, seed: int) -> list[str]:
+    """The clips' captions, ``share`` of them swapped for the caption of a clip of another class.
+
+    Captions scraped from the web are often wrong; a model trained on them follows a prompt only so far
+    with cfg 1, and guidance is what makes it follow. With every caption right, the toy world's LM hears the
+    class in the caption perfectly and guidance has nothing left to buy."""
+    rng = np.random.default_rng(seed)
+    captions = [c.caption for c in clips]
+    for i in np.flatnonzero(rng.random(len(clips)) < share):
+        j = int(rng.integers(len(clips)))
+        while clips[j].label == clips[i].label:
+            j = int(rng.integers(len(clips)))
+        captions[i] = clips[j].caption
+    return captions
+
+
+def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int = 50):
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    clips = world.sample_clips(cfg.clips, seed=cfg.seed)
+    captions = noisy_captions(clips, cfg.caption_noise, cfg.seed)
+    if not (out / "spiece.model").is_file():
+        train_tokenizer(captions, out, cfg.vocab_size)
+    tokenizer = T5Tokenizer(out / "spiece.model")
+    codec = load_trained_codec(codec_folder)
+    conditioner, lm = build_text_and_lm(cfg, tokenizer, codec)
+    params = list(conditioner.parameters()) + list(lm.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    saved = dict(conditioner=conditioner, lm=lm, optimizer=optimizer, schedule=schedule)
+    step = resume(out / "checkpoint.pt", **saved)
+    codes_path = out / "codes.pt"
+    if codes_path.is_file():
+        codes = torch.load(codes_path, weights_only=True)
+    else:
+        print(f"encoding {len(clips)} clips with the codec ...")
+        codes = encode_clips(codec, torch.from_numpy(world.render_batch(clips)))
+        torch.save(codes, codes_path)
+    ids, mask = tokenizer(captions)
+    bar = ProgressBar(first=step)
+    log = open(out / "log.jsonl", "a")
+    lm.train()
+    conditioner.train()
+    while step < cfg.steps:
+        rows = torch.randint(len(codes), (cfg.batch,))
+        width = int(mask[rows].sum(1).max())
+        drop = torch.rand(cfg.batch) < cfg.condition_dropout
+        loss = lm_loss(lm, conditioner, ids[rows, :width], mask[rows, :width], codes[rows], drop)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        if step % log_every == 0:
+            log.write(json.dumps(dict(step=step, loss=loss.item(), lr=schedule.get_last_lr()[0],
+                                      time=time.time())) + "\n")
+            log.flush()
+        bar(step, cfg.steps, f"loss {loss.item():.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint(out / "checkpoint.pt", step, cfg, **saved)
+    bar.close()
+    return conditioner.eval(), lm.eval()
+
+
+def load_trained_lm(folder: Path, codec: Encodec):
+    state = load_checkpoint(folder / "checkpoint.pt")
+    if state is None:
+        raise FileNotFoundError(f"{folder}: no LM checkpoint; run `python -m minicraft.world.train lm` first.")
+    cfg = LMTrainConfig(**state["config"])
+    conditioner, lm = build_text_and_lm(cfg, T5Tokenizer(folder / "spiece.model"), codec)
+    conditioner.load_state_dict(state["conditioner"])
+    lm.load_state_dict(state["lm"])
+    return conditioner.eval(), lm.eval()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m minicraft.world.train", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("codec", help="train the SEANet + RVQ codec")
+    c.add_argument("--out", type=Path, default=Path("runs/codec"))
+    c.add_argument("--steps", type=int, default=CodecTrainConfig.steps)
+    c.add_argument("--threads", type=int, default=2)
+    m = sub.add_parser("lm", help="train the tokenizer, the T5 encoder and the LM on the codec's codes")
+    m.add_argument("--codec", type=Path, default=Path("runs/codec"))
+    m.add_argument("--out", type=Path, default=Path("runs/lm"))
+    m.add_argument("--steps", type=int, default=LMTrainConfig.steps)
+    m.add_argument("--caption-noise", type=float, default=LMTrainConfig.caption_noise,
+                   help="share of training captions swapped for another class's (0.1 ships; 0: all right)")
+    m.add_argument("--threads", type=int, default=2)
+    e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
+    e.add_argument("--codec", type=Path, default=Path("runs/codec"))
+    e.add_argument("--lm", type=Path, default=Path("runs/lm"))
+    e.add_argument("--out", type=Path, default=Path("minicraft/assets/tiny"))
+    e.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    if args.what == "codec":
+        train_codec(args.out, CodecTrainConfig(steps=args.steps))
+    elif args.what == "lm":
+        train_lm(args.out, args.codec, LMTrainConfig(steps=args.steps, caption_noise=args.caption_noise))
+    else:
+        codec = load_trained_codec(args.codec)
+        conditioner, lm = load_trained_lm(args.lm, codec)
+        export_musicgen(args.out, lm, conditioner, codec, max_duration=world.DURATION)
+    print(f"{args.what} done in {(time.time() - start) / 60:.1f} min -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -323,12 +323,12 @@ def lm_step_ms(args, dtype: str, quantize: str | None, products: bool = True, wh
                                     dtype=getattr(torch, dtype), quantize=quantize, fast=True)
     lm, rows = model.lm, 2
     act = next(p for p in lm.parameters() if p.is_floating_point()).dtype
-    cond = torch.randn(rows, 12, lm.cfg.dim, dtype=act)
+    cond = torch.randn(rows, 12, lm.config.dim, dtype=act)
     for layer in lm.transformer.layers:
         layer.fold_cross = fold                                   # read when the layers prepare, below
     # the fast path's caches let each layer's step run in C; the reference caches leave layers to PyTorch
     caches = lm.new_caches(rows, length + 1, cond) if whole_layers else LM.new_caches(lm, rows, length + 1, cond)
-    step = torch.full((rows, lm.cfg.num_codebooks, 1), 5)
+    step = torch.full((rows, lm.config.num_codebooks, 1), 5)
     no_product = lambda x, weight, *rest: x.new_zeros(x.shape[:-1] + (weight.shape[0],))   # noqa: E731
     saved = kernels.linear, kernels.kernel_linear
     times = []

@@ -39,7 +39,7 @@ FIRST_STEPS = 4
 
 
 def implausible(cond_logits: torch.Tensor) -> torch.Tensor:
-    """[..., card] -> bool [..., card]: tokens the conditional LM finds implausible."""
+    """[..., codebook_size] -> bool [..., codebook_size]: tokens the conditional LM finds implausible."""
     p = cond_logits.softmax(-1)
     return p < PLAUSIBLE * p.max(-1, keepdim=True).values
 
@@ -56,7 +56,7 @@ class Guidance:
         step = self.calls % self.steps_per_clip
         self.calls += 1
         guided = cond if self.first_steps is not None and step >= self.first_steps else \
-            classifier_free_guidance(cond, uncond, coef)                 # [B, K, T, card]
+            classifier_free_guidance(cond, uncond, coef)                 # [B, K, T, codebook_size]
         bad = implausible(cond)
         if step >= self.ramp:
             self.mass.append((guided[:, :, -1].softmax(-1) * bad[:, :, -1]).sum(-1).mean(0))   # [K]
@@ -75,7 +75,7 @@ def main():
     model = MusicGen.get_pretrained(args.model, device="cpu", fast=True)
     clf = evaluate.train_classifier()
     clips = toyworld.sample_clips(args.clips, seed=args.seed, held_out=True)
-    K = model.lm.cfg.num_codebooks
+    K = model.lm.config.num_codebooks
     steps = int(toyworld.DURATION * model.frame_rate) + K - 1      # decoding steps per clip, delays included
     variants = {"cfg 1": (1.0, {}), "cfg 3": (3.0, {}),
                 f"cfg 3, first {FIRST_STEPS} steps": (3.0, dict(first_steps=FIRST_STEPS)),

@@ -46,10 +46,10 @@ def build_musicgen(text_encoder: dict, audio_encoder: dict, decoder: dict, seed:
     from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
     transformers.logging.set_verbosity_error()
     torch.manual_seed(seed)
-    card = decoder["vocab_size"]
+    codebook_size = decoder["vocab_size"]
     config = MusicgenConfig(text_encoder=T5Config(**text_encoder).to_dict(),
                             audio_encoder=EncodecConfig(**audio_encoder).to_dict(),
-                            decoder=MusicgenDecoderConfig(**decoder, pad_token_id=card, bos_token_id=card,
+                            decoder=MusicgenDecoderConfig(**decoder, pad_token_id=codebook_size, bos_token_id=codebook_size,
                                                           dropout=0.0, attention_dropout=0.0,
                                                           activation_dropout=0.0, layerdrop=0.0).to_dict())
     model = transformers.MusicgenForConditionalGeneration(config).eval()

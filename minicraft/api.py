@@ -23,7 +23,7 @@ import torch
 from minicraft import audio
 from minicraft.models.conditioning import text_mask
 from minicraft.devices import pick_device, pick_dtype
-from minicraft.fast import accelerate, describe
+from minicraft.fast import accelerate, summary
 from minicraft.generate.decoding import generate_codes
 from minicraft.generate.sampling import check_number, check_setting
 from minicraft.formats.loaders import Components, load_components
@@ -78,7 +78,7 @@ class GenModel:
         print(f"{type(self).__name__} {self.name}: {params / 1e6:.1f} M parameters, "
               f"{self.sample_rate} Hz, {self.frame_rate} frames/s, up to {self.max_duration:g} s per window, "
               f"on {self.device}")
-        print(describe(self))
+        print(summary(self))
 
     @classmethod
     def resolve_name(cls, name: str | None) -> str:
@@ -118,12 +118,12 @@ class GenModel:
         (1 = off); beyond ``max_duration`` seconds, generation continues in
         windows that advance by ``extend_stride`` seconds.
         """
-        top_k = min(250, self.lm.cfg.card) if top_k is None else top_k   # 250 unless the vocabulary is smaller
+        top_k = min(250, self.lm.config.codebook_size) if top_k is None else top_k   # 250 unless the vocabulary is smaller
         duration = min(self.DEFAULT_DURATION, self.max_duration) if duration is None else duration
         if extend_stride is None:   # audiocraft's default, unless this model's window is shorter
             extend_stride = self.DEFAULT_STRIDE if self.DEFAULT_STRIDE < self.max_duration else self.max_duration / 2
         check_params(duration, top_k, top_p, temperature, cfg_coef, extend_stride,
-                     self.max_duration, self.lm.cfg.card)
+                     self.max_duration, self.lm.config.codebook_size)
         self.duration = float(duration)
         self.extend_stride = float(extend_stride)
         self.generation_params = dict(use_sampling=bool(use_sampling), temperature=float(temperature),
@@ -245,9 +245,9 @@ def check_descriptions(descriptions, allow_none: bool = False):
             raise ValueError(f"descriptions[{i}] is {type(d).__name__}, not a string.")
 
 
-def check_params(duration, top_k, top_p, temperature, cfg_coef, extend_stride, max_duration, card):
+def check_params(duration, top_k, top_p, temperature, cfg_coef, extend_stride, max_duration, codebook_size):
     for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("cfg_coef", cfg_coef)):
-        check_setting(name, value, card)
+        check_setting(name, value, codebook_size)
     check_number("duration", duration)
     if duration <= 0:
         raise ValueError(f"duration must be > 0 seconds, got {duration}.")

@@ -38,7 +38,7 @@ examples:
 
 Sampling, in one breath: temperature scales the randomness (0 = always the most
 likely token); top-k keeps the k most likely tokens; top-p keeps the smallest set
-whose probability reaches p (and wins over top-k); cfg is classifier-free
+whose probability reaches p (and wins over top-k); --cfg is classifier-free
 guidance, how strongly the text steers (1 = off, 3 = default).
 """
 
@@ -160,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_model(args):
+def model_from_args(args):
     cls, source = resolve(args.model)
     model = cls.get_pretrained(source, device=args.device, dtype=args.dtype, quantize=args.quantize,
                                fast=True)
@@ -177,7 +177,7 @@ def run_generation(args, prompts: list[str], prompt_audio=None) -> int:
     names = prompts if prompts else [Path(args.input).stem + "_continued"]
     paths = output_paths(args.out, names, suffix, args.force)
     check_writable(paths)
-    model = load_model(args)
+    model = model_from_args(args)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     bar = ProgressBar()

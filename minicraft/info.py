@@ -11,6 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
+from minicraft.fast import kernels
 from minicraft.formats.checkpoints import tensor_layout
 
 KNOWN = {
@@ -48,6 +49,10 @@ def human(n_bytes: float) -> str:
     return ""
 
 
+FAST_PATH = ("each transformer layer's decoding step in one C call, the LM's bfloat16/int8 products in C, "
+             "the codec's transposed convs as one conv, long clips decoded in chunks")
+
+
 def describe(name: str, cls) -> str:
     lines = [f"{name} ({cls.__name__})"]
     if name in KNOWN:
@@ -76,4 +81,6 @@ def describe(name: str, cls) -> str:
     if params:
         lines.append(f"  {params / 1e6:.0f}M parameters: about {human(params * 4)} of memory in float32, "
                      f"{human(params * 2)} in bfloat16/float16 (plus the KV cache, small next to it)")
+    lines.append(f"  `minicraft generate` runs it on the fast path (minicraft.fast): {FAST_PATH}; "
+                 f"the C kernels {'are off (MINICRAFT_KERNELS=0)' if not kernels.enabled else 'are built on first use'}")
     return "\n".join(lines)

@@ -482,7 +482,7 @@ def check_kv_cache_bytes(fn):
 @_checker("07_generation_loop")
 def check_greedy_by_hand(fn):
     torch.manual_seed(0)
-    lm = LM(LMConfig(dim=16, num_heads=2, num_layers=2, ffn_dim=32, card=8)).eval()
+    lm = LM(LMConfig(dim=16, num_heads=2, num_layers=2, ffn_dim=32, codebook_size=8)).eval()
     for p in lm.parameters():
         p.data.normal_(0, 0.5)
     cond = torch.randn(2, 3, 16)

@@ -29,9 +29,9 @@ def refs():
 @pytest.fixture(scope="module")
 def audiocraft_lm():
     """The LM of audiocraft's tiny MusicGen fixture (reference modules)."""
-    cfg, state, _ = read_audiocraft(FIXTURES / "musicgen_tiny" / "state_dict.bin")
+    config, state, _ = read_audiocraft(FIXTURES / "musicgen_tiny" / "state_dict.bin")
     with torch.device("meta"):
-        model = LM(LMConfig.from_audiocraft(cfg))
+        model = LM(LMConfig.from_audiocraft(config))
     state = {k: v for k, v in state.items() if not k.startswith("condition_provider.")}
     return load_into(model, state, "state_dict.bin").eval()
 

@@ -124,7 +124,7 @@ def prepare_folder(out: Path, spec: Spec):
 
 # ---------------------------------------------------------------- the run
 
-def load_model(spec: Spec):
+def model_for(spec: Spec):
     """The model, with every grid setting checked against it (top-k within its vocabulary...)."""
     cls, source = resolve(spec.model)
     model = cls.get_pretrained(source, device=spec.device, dtype=spec.dtype, fast=True)
@@ -166,7 +166,7 @@ def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_
     out = Path(out)
     check_runnable(spec, report)
     check_folder(out, spec)
-    model = load_model(spec)
+    model = model_for(spec)
     prepare_folder(out, spec)
     log = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)
     dtype = str(next(model.lm.parameters()).dtype).replace("torch.", "")

@@ -62,7 +62,7 @@ class Best:
         settings, score, n = self.ranking[0]
         word = "lowest" if self.objective.startswith("-") else "highest"
         text = (f"{self.group}: {word} {MEASURES[self.measure].label} {fmt(score, self.measure)} "
-                f"(mean of {n} sample{'s' * (n != 1)}) with {describe(settings)}")
+                f"(mean of {n} sample{'s' * (n != 1)}) with {settings_text(settings)}")
         if len(self.ranking) == 1:
             return text + "; it was the only setting scored, so there is nothing to compare."
         ties = sum(1 for _, s, _ in self.ranking[1:] if math.isclose(s, score, abs_tol=1e-9))
@@ -73,7 +73,7 @@ class Best:
                     "More seeds or prompts may separate them.")
         runner = self.ranking[1][1]
         return (text + f": {fmt(abs(score - runner), self.measure)} better than the runner-up "
-                f"({fmt(runner, self.measure)}, {describe(self.ranking[1][0])}) and "
+                f"({fmt(runner, self.measure)}, {settings_text(self.ranking[1][0])}) and "
                 f"{fmt(abs(score - average), self.measure)} better than the average of all "
                 f"{len(self.ranking)} settings ({fmt(average, self.measure)}).")
 
@@ -95,7 +95,7 @@ def best_settings(spec, rows: list[dict]) -> list[Best]:
     return out
 
 
-def describe(settings: dict) -> str:
+def settings_text(settings: dict) -> str:
     return ", ".join(f"{LABELS[k]} {settings[k]:g}" for k in GRID)
 
 

@@ -5,6 +5,6 @@ C kernels for a CPU's decoding steps (``kernels.c``, ``kernels.py``, ``layer_ste
 polyphase convs and chunking (``codec.py``), and how far reduced precision strays (``precision.py``).
 Nothing under :mod:`minicraft.modules` or :mod:`minicraft.models` imports this package.
 """
-from minicraft.fast.accelerate import accelerate, describe, replacements, restore
+from minicraft.fast.accelerate import accelerate, replacements, restore, summary
 
-__all__ = ["accelerate", "describe", "replacements", "restore"]
+__all__ = ["accelerate", "replacements", "restore", "summary"]

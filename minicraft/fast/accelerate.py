@@ -82,7 +82,7 @@ def replacements(model) -> list[tuple[str, type]]:
     return found
 
 
-def describe(model) -> str:
+def summary(model) -> str:
     """What runs in place of the reference modules, one line per kind; says so when nothing does."""
     groups = defaultdict(list)
     for name, kind in replacements(model):

@@ -68,9 +68,9 @@ class FastLM(LM):
 
     def new_caches(self, batch: int, max_steps: int, like: torch.Tensor) -> list:
         kind = StepCache if self.decoding == "plain" else StaticKVCache
-        cfg = self.cfg
-        return [kind.empty(batch, cfg.num_heads, max_steps, cfg.dim // cfg.num_heads, like.dtype, like.device)
-                for _ in range(cfg.num_layers)]
+        config = self.config
+        return [kind.empty(batch, config.num_heads, max_steps, config.dim // config.num_heads, like.dtype, like.device)
+                for _ in range(config.num_layers)]
 
     def forward(self, sequence: torch.Tensor, cross: torch.Tensor | None = None,
                 cross_mask: torch.Tensor | None = None, caches=None) -> torch.Tensor:

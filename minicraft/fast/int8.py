@@ -42,7 +42,7 @@ class Int8Linear(nn.Module):
     (:mod:`minicraft.fast.kernels`). Otherwise (more rows, a GPU, no kernels) it dequantizes
     (``q · scale``) and calls an ordinary matmul, which any device can run. (PyTorch's own int8 CPU
     kernel, ``torch._weight_int8pack_mm``, was the fast path for more rows
-    until we measured it 4-50x slower than dequantizing: benchmarks/README.md.)
+    until it measured slower than dequantizing: benchmarks/README.md.)
     """
 
     replaces = nn.Linear

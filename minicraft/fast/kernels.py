@@ -1,11 +1,10 @@
 """minicraft's C kernels: matrix-vector products for decoding on a CPU (bfloat16, int8 and float32 weights).
 
 A decoding step multiplies one or two rows of activations by every weight of
-the LM, so it lasts as long as reading the weights takes. On the machines we
-measured, PyTorch's CPU kernels read float32 weights at memory speed but
-bfloat16 and int8 ones at about half of it, which undoes most of what the
-smaller weights were for. ``kernels.c`` is a plain loop that reads them
-1.5-3x faster (``benchmarks/README.md``); this module compiles it once with the system's C compiler
+the LM, so it lasts as long as reading the weights takes. PyTorch's CPU kernels
+read float32 weights at memory speed but bfloat16 and int8 ones more slowly, which
+undoes much of what the smaller weights were for (``benchmarks/README.md`` has the
+figures). ``kernels.c`` is a plain loop that reads them at memory speed; this module compiles it once with the system's C compiler
 (``cc -O3 -march=native -fopenmp``, cached under ``~/.cache/minicraft``) and
 calls it through ctypes. ``MINICRAFT_MARCH`` sets the target instead of ``native`` (``x86-64-v3``: AVX2 and
 FMA, no AVX-512), and the cache key holds what the compiler made of the target, so a shared home directory

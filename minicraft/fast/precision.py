@@ -42,12 +42,12 @@ def stepped_predictions(lm, codes: torch.Tensor, cross: torch.Tensor, cross_mask
     sequence, _ = pattern.build(codes, lm.special_token, valid_only=True)       # [B, K, S]
     caches = lm.new_caches(codes.shape[0], sequence.shape[-1], cross)
     steps = [lm(sequence[..., s:s + 1], cross, cross_mask, caches=caches) for s in range(sequence.shape[-1])]
-    return pattern.revert_logits(torch.cat(steps, dim=2))                        # [B, K, T, card], [K, T]
+    return pattern.revert_logits(torch.cat(steps, dim=2))                        # [B, K, T, codebook_size], [K, T]
 
 
 @torch.inference_mode()
 def guided_logits(model, descriptions: list[str], codes: torch.Tensor, cfg_coef: float) -> torch.Tensor:
-    """Teacher-forced, guided logits [B, K, T, card] (float32) for codes [B, K, T]."""
+    """Teacher-forced, guided logits [B, K, T, codebook_size] (float32) for codes [B, K, T]."""
     cond, null, mask, null_mask = model.conditions(descriptions, two_step=False)
     both = torch.cat([cond, null])
     masks = doubled_mask(text_mask(mask), text_mask(null_mask), cond) if model.mask_text_padding else None
@@ -73,7 +73,7 @@ def compare(reference, candidate, descriptions: list[str], steps: int = 100,
         ref_logits, valid = guided_logits(reference, prompts, ref_tokens, cfg_coef)
         cand_logits, _ = guided_logits(candidate, prompts, ref_tokens, cfg_coef)
         valid = valid[None].expand(len(prompts), -1, -1)
-        ref_logits, cand_logits = ref_logits[valid], cand_logits[valid].to(ref_logits.device)   # [N, card]
+        ref_logits, cand_logits = ref_logits[valid], cand_logits[valid].to(ref_logits.device)   # [N, codebook_size]
         diffs.append((cand_logits - ref_logits).abs() / ref_logits.std())
         same_argmax.append(cand_logits.argmax(-1) == ref_logits.argmax(-1))
         same_tokens.append((cand_tokens == ref_tokens).flatten())

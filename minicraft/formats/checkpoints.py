@@ -164,8 +164,8 @@ def read_converted(path: Path, layout: list, dtype: torch.dtype | None,
 
     Outputs are allocated before their blocks are read through one small reused
     buffer, and every int8 weight is a view of one allocation: temporaries freed
-    between long-lived tensors leave holes the allocator does not give back
-    (measured over musicgen-small's int8 LM: +0.1-1.2 GiB, varying run to run).
+    between long-lived tensors leave holes the allocator does not give back (for
+    musicgen-small's int8 LM, a noticeable share of the model: benchmarks/README.md, load peaks).
     """
     int8 = int8 or {}
     stored_as = {name: (shape, end - begin) for name, _, shape, begin, end in layout}
@@ -300,7 +300,7 @@ def read_state_dict(path: str | Path, dtype: torch.dtype | None = None,
 _REF = re.compile(r"\$\{([^}]+)\}")
 
 
-def resolve_config(cfg: dict) -> dict:
+def resolve_config(config: dict) -> dict:
     """Resolve OmegaConf-style ``${a.b}`` references in a loaded YAML config.
 
     A value that is exactly one reference takes the referenced value (keeping
@@ -309,7 +309,7 @@ def resolve_config(cfg: dict) -> dict:
     def lookup(path: str, seen: tuple):
         if path in seen:
             raise CheckpointError(f"xp.cfg: circular reference ${{{path}}}.")
-        node = cfg
+        node = config
         for part in path.split("."):
             if not isinstance(node, dict) or part not in node:
                 raise CheckpointError(f"xp.cfg: reference ${{{path}}} points nowhere.")
@@ -328,14 +328,14 @@ def resolve_config(cfg: dict) -> dict:
             return _REF.sub(lambda m: str(lookup(m.group(1), seen)), node)
         return node
 
-    return resolve(cfg)
+    return resolve(config)
 
 
 def read_audiocraft(path: str | Path) -> tuple[dict | None, dict[str, torch.Tensor] | None, dict]:
     """An audiocraft ``*.bin``: (resolved xp.cfg, state dict, the raw package).
 
     The pointer form ``{'pretrained': 'facebook/encodec_32khz'}`` comes back
-    with ``None`` for cfg and state; the caller follows the pointer.
+    with ``None`` for config and state; the caller follows the pointer.
     """
     path = Path(path)
     if not path.is_file():
@@ -349,10 +349,10 @@ def read_audiocraft(path: str | Path) -> tuple[dict | None, dict[str, torch.Tens
         raise CheckpointError(f"{path}: not an audiocraft checkpoint: expected keys 'best_state' and "
                               f"'xp.cfg', found {sorted(package)[:5]}.")
     try:
-        cfg = yaml.safe_load(package["xp.cfg"])
+        config = yaml.safe_load(package["xp.cfg"])
     except yaml.YAMLError as e:
         raise CheckpointError(f"{path}: its xp.cfg is not valid YAML ({e}).") from None
-    return resolve_config(cfg), package["best_state"], package
+    return resolve_config(config), package["best_state"], package
 
 
 # ---------------------------------------------------------------- weight norm
@@ -408,7 +408,7 @@ def on_meta():
 
     Random initialization is skipped: the checkpoint overwrites it, and on meta tensors
     ``normal_`` (nn.Embedding's init) runs PyTorch's Python reference kernels, whose first use
-    imports torch._dynamo and sympy: 68 MB of resident memory and about half a second, measured here.
+    imports torch._dynamo and sympy, tens of megabytes and a noticeable delay (benchmarks/README.md).
     """
     normal = nn.init.normal_
     nn.init.normal_ = lambda tensor, *args, **kwargs: (tensor if tensor.is_meta

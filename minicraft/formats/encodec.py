@@ -17,14 +17,14 @@ from minicraft.modules.seanet import ConvTranspose1d
 TRAINING_ONLY = ("inited", "cluster_size", "embed_avg")   # RVQ's EMA statistics, unused at inference
 
 
-def build(cfg: EncodecConfig, state: dict, source, dtype=None) -> Encodec:
-    if cfg.renormalize:
+def build(config: EncodecConfig, state: dict, source, dtype=None) -> Encodec:
+    if config.renormalize:
         raise CheckpointError(f"{source}: EnCodec with renormalize=True is not supported "
                               "(its decode needs the per-clip scale that MusicGen/AudioGen never use).")
     state = {k: v for k, v in fold_weight_norm(state, consume=True).items()
              if k.rsplit(".", 1)[-1] not in TRAINING_ONLY}
     with on_meta():
-        codec = Encodec(cfg)
+        codec = Encodec(config)
     for i, layer in enumerate(codec.decoder.model):   # transposed convs, named as audiocraft names them
         if isinstance(layer, ConvTranspose1d):
             old_prefix, new_prefix = f"decoder.model.{i}.conv.conv.", f"decoder.model.{i}.convtr.convtr."
@@ -49,15 +49,15 @@ def load_encodec_audiocraft(path: str | Path, dtype: torch.dtype | None = None,
     Official MusicGen files may hold just ``{'pretrained': 'facebook/encodec_32khz'}``;
     ``resolve_pointer(repo_id, dtype=...)`` then loads that repository.
     """
-    cfg, state, package = read_audiocraft(path)
-    if cfg is None:
+    config, state, package = read_audiocraft(path)
+    if config is None:
         pointer = package["pretrained"]
         if resolve_pointer is None:
             raise CheckpointError(f"{path}: points to {pointer!r}, and no way to fetch it was given.")
         return resolve_pointer(pointer, dtype=dtype)
-    if cfg.get("compression_model", "encodec") != "encodec":
-        raise CheckpointError(f"{path}: compression model {cfg.get('compression_model')!r} is not EnCodec.")
-    return build(EncodecConfig.from_audiocraft(cfg), state, path, dtype)
+    if config.get("compression_model", "encodec") != "encodec":
+        raise CheckpointError(f"{path}: compression model {config.get('compression_model')!r} is not EnCodec.")
+    return build(EncodecConfig.from_audiocraft(config), state, path, dtype)
 
 
 _HF_RENAMES = [

@@ -22,7 +22,7 @@ from minicraft.models.lm import LM
 
 def lm_state_to_hf(lm: LM) -> dict[str, torch.Tensor]:
     """The inverse of :func:`~minicraft.formats.lm_names.lm_state_from_hf`."""
-    single, packed = hf_names(lm.cfg)
+    single, packed = hf_names(lm.config)
     state = lm.state_dict()
     out = {theirs: state[ours] for ours, theirs in single.items() if ours in state}
     for ours, theirs in packed.items():
@@ -63,17 +63,17 @@ def encodec_state_to_hf(codec: Encodec) -> dict[str, torch.Tensor]:
 
 
 def encodec_config_to_hf(codec: Encodec) -> dict:
-    s = codec.cfg.seanet
-    bits = max(1, (codec.cfg.bins - 1).bit_length())
+    s = codec.config.seanet
+    bits = max(1, (codec.config.codebook_size - 1).bit_length())
     return dict(model_type="encodec", sampling_rate=codec.sample_rate, audio_channels=s.channels,
                 num_filters=s.n_filters, num_residual_layers=s.n_residual_layers, upsampling_ratios=s.ratios,
-                codebook_size=codec.cfg.bins, codebook_dim=s.dimension, hidden_size=s.dimension,
+                codebook_size=codec.config.codebook_size, codebook_dim=s.dimension, hidden_size=s.dimension,
                 num_lstm_layers=s.lstm, normalize=False, use_causal_conv=s.causal, pad_mode=s.pad_mode,
                 compress=s.compress, use_conv_shortcut=not s.true_skip, trim_right_ratio=s.trim_right_ratio,
                 kernel_size=s.kernel_size, last_kernel_size=s.last_kernel_size,
                 residual_kernel_size=s.residual_kernel_size, dilation_growth_rate=s.dilation_base,
                 norm_type="weight_norm",
-                target_bandwidths=[codec.cfg.n_q * codec.frame_rate * bits / 1000])
+                target_bandwidths=[codec.config.num_codebooks * codec.frame_rate * bits / 1000])
 
 
 def export_musicgen(folder: str | Path, lm: LM, conditioner: TextConditioner, codec: Encodec,
@@ -89,7 +89,7 @@ def export_musicgen(folder: str | Path, lm: LM, conditioner: TextConditioner, co
     state.update({f"enc_to_dec_proj.{k}": v for k, v in conditioner.output_proj.state_dict().items()})
     state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    K = lm.cfg.num_codebooks
+    K = lm.config.num_codebooks
     config = dict(
         model_type="musicgen", architectures=["MusicgenForConditionalGeneration"], is_encoder_decoder=True,
         text_encoder=dict(model_type="t5", vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_kv, d_ff=c.d_ff,
@@ -99,16 +99,16 @@ def export_musicgen(folder: str | Path, lm: LM, conditioner: TextConditioner, co
                           layer_norm_epsilon=c.layer_norm_epsilon,
                           feed_forward_proj="gated-gelu" if c.gated else "relu", pad_token_id=0, eos_token_id=1),
         audio_encoder=encodec_config_to_hf(codec),
-        decoder=dict(model_type="musicgen_decoder", vocab_size=lm.cfg.card, hidden_size=lm.cfg.dim,
-                     num_hidden_layers=lm.cfg.num_layers, num_attention_heads=lm.cfg.num_heads,
-                     ffn_dim=lm.cfg.ffn_dim, num_codebooks=K, audio_channels=1, activation_function="gelu",
+        decoder=dict(model_type="musicgen_decoder", vocab_size=lm.config.codebook_size, hidden_size=lm.config.dim,
+                     num_hidden_layers=lm.config.num_layers, num_attention_heads=lm.config.num_heads,
+                     ffn_dim=lm.config.ffn_dim, num_codebooks=K, audio_channels=1, activation_function="gelu",
                      max_position_embeddings=4 * int(max_duration * codec.frame_rate) + 16,
-                     pad_token_id=lm.cfg.card, bos_token_id=lm.cfg.card, scale_embedding=False,
+                     pad_token_id=lm.config.codebook_size, bos_token_id=lm.config.codebook_size, scale_embedding=False,
                      tie_word_embeddings=False))
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    generation = dict(do_sample=True, guidance_scale=lm.cfg.cfg_coef, top_k=min(250, lm.cfg.card),
-                      max_length=int(max_duration * codec.frame_rate), pad_token_id=lm.cfg.card,
-                      bos_token_id=lm.cfg.card, decoder_start_token_id=lm.cfg.card)
+    generation = dict(do_sample=True, guidance_scale=lm.config.cfg_coef, top_k=min(250, lm.config.codebook_size),
+                      max_length=int(max_duration * codec.frame_rate), pad_token_id=lm.config.codebook_size,
+                      bos_token_id=lm.config.codebook_size, decoder_start_token_id=lm.config.codebook_size)
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     shutil.copy(conditioner.tokenizer.model_file, folder / "spiece.model")
     return folder

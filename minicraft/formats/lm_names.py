@@ -11,7 +11,7 @@ LAYER_RENAMES = {"norm1": "self_attn_layer_norm", "norm_cross": "encoder_attn_la
                  "self_attn.out_proj": "self_attn.out_proj", "cross_attention.out_proj": "encoder_attn.out_proj"}
 
 
-def hf_names(cfg: LMConfig, prefix: str = "decoder.") -> tuple[dict[str, str], dict[str, list[str]]]:
+def hf_names(config: LMConfig, prefix: str = "decoder.") -> tuple[dict[str, str], dict[str, list[str]]]:
     """Our tensor names -> a transformers MusicGen decoder's.
 
     Returns the one-to-one names, and the packed projections: our
@@ -21,11 +21,11 @@ def hf_names(cfg: LMConfig, prefix: str = "decoder.") -> tuple[dict[str, str], d
     """
     dec = prefix + "model.decoder."
     single = {f"out_norm.{w}": f"{dec}layer_norm.{w}" for w in ("weight", "bias")}
-    for k in range(cfg.num_codebooks):
+    for k in range(config.num_codebooks):
         single[f"emb.{k}.weight"] = f"{dec}embed_tokens.{k}.weight"
         single[f"linears.{k}.weight"] = f"{prefix}lm_heads.{k}.weight"
     packed = {}
-    for i in range(cfg.num_layers):
+    for i in range(config.num_layers):
         ours, theirs = f"transformer.layers.{i}.", f"{dec}layers.{i}."
         for a, b in LAYER_RENAMES.items():
             single.update({f"{ours}{a}.{w}": f"{theirs}{b}.{w}" for w in ("weight", "bias")})
@@ -34,14 +34,14 @@ def hf_names(cfg: LMConfig, prefix: str = "decoder.") -> tuple[dict[str, str], d
     return single, packed
 
 
-def lm_state_from_hf(state: dict[str, torch.Tensor], cfg: LMConfig, prefix: str = "decoder.",
+def lm_state_from_hf(state: dict[str, torch.Tensor], config: LMConfig, prefix: str = "decoder.",
                      consume: bool = False) -> dict[str, torch.Tensor]:
     """Rename a transformers MusicGen decoder's tensors to minicraft/audiocraft names.
 
     ``consume`` removes q, k and v from ``state`` as each layer's are packed,
     so that loading never holds all the separate and all the packed copies.
     """
-    single, packed = hf_names(cfg, prefix)
+    single, packed = hf_names(config, prefix)
     out = {ours: state[theirs] for ours, theirs in single.items() if theirs in state}
     for ours, theirs in packed.items():
         if all(t in state for t in theirs):

@@ -109,31 +109,31 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
                     name: str | None = None, quantize: str | None = None) -> Components:
     folder = Path(folder)
     path = folder / "state_dict.bin"
-    cfg, state, _ = read_audiocraft(path)
-    if cfg is None:
+    config, state, _ = read_audiocraft(path)
+    if config is None:
         raise CheckpointError(f"{path}: an LM checkpoint cannot be a pointer to another repository.")
     lm_state = {k: v for k, v in state.items() if not k.startswith("condition_provider.")}
     proj_state = {k[len(OUTPUT_PROJ):]: v for k, v in state.items() if k.startswith(OUTPUT_PROJ)}
     others = [k for k in state if k.startswith("condition_provider.") and not k.startswith(OUTPUT_PROJ)]
-    if others or set(cfg.get("conditioners", {})) != {"description"}:
+    if others or set(config.get("conditioners", {})) != {"description"}:
         raise CheckpointError(f"{path}: uses conditioners other than a text description "
-                              f"({sorted(cfg.get('conditioners', {}))}); minicraft supports text only "
+                              f"({sorted(config.get('conditioners', {}))}); minicraft supports text only "
                               "(not musicgen-melody's chroma or style conditioning).")
-    lm, targets = empty_lm(LMConfig.from_audiocraft(cfg), quantize)
+    lm, targets = empty_lm(LMConfig.from_audiocraft(config), quantize)
     if targets:                 # quantized from the mapped file, block by block: no float copy of them
         lm = load_into(lm, quantize_mapped(lm_state, targets, dtype, path), path).eval()
     else:
         lm = load_into(lm, lm_state, path, dtype).eval()
 
-    t5_name = cfg["conditioners"]["description"]["t5"]["name"]
+    t5_name = config["conditioners"]["description"]["t5"]["name"]
     t5_folder = Path(t5) if t5 is not None else hub.t5_folder(t5_name)
     conditioner = text_conditioner(load_t5_encoder(t5_folder, dtype=dtype), T5Tokenizer.from_dir(t5_folder),
-                                   proj_state, lm.cfg.dim, path, dtype)
+                                   proj_state, lm.config.dim, path, dtype)
 
     codec_path = folder / "compression_state_dict.bin"
     codec = load_encodec_audiocraft(codec_path, dtype=dtype, resolve_pointer=encodec_from_hub)
     return Components(name or str(folder), lm, conditioner, codec,
-                      float(cfg.get("dataset", {}).get("segment_duration", 30.0)))
+                      float(config.get("dataset", {}).get("segment_duration", 30.0)))
 
 
 def encodec_from_hub(repo_id: str, dtype: torch.dtype | None = None) -> Encodec:
@@ -155,9 +155,9 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
                               "expected a MusicGen checkpoint ('musicgen').")
     index = folder / "model.safetensors.index.json"
     weights = index if index.is_file() else folder / "model.safetensors"
-    lm_cfg = LMConfig.from_hf(config["decoder"])
-    single, packed = hf_names(lm_cfg)
-    lm, targets = empty_lm(lm_cfg, quantize)
+    lm_config = LMConfig.from_hf(config["decoder"])
+    single, packed = hf_names(lm_config)
+    lm, targets = empty_lm(lm_config, quantize)
     int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # the file's
     state = read_state_dict(weights, dtype, int8)
 
@@ -166,7 +166,7 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     leftover = sorted(k for k in decoder_keys - used if "embed_positions" not in k)
     if leftover:
         raise CheckpointError(f"{weights}: decoder tensors minicraft does not know: {leftover[:3]}.")
-    lm_state = lm_state_from_hf(state, lm_cfg, consume=True)
+    lm_state = lm_state_from_hf(state, lm_config, consume=True)
     for module, weight in targets.items():
         if module + ".weight" in state:                  # quantized while reading
             lm_state[module + ".weight"] = state.pop(module + ".weight")
@@ -176,7 +176,7 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     lm = load_into(lm, lm_state, weights, None if int8 else dtype).eval()   # the reader converted already
     t5 = t5_from_state(state, config["text_encoder"], prefix="text_encoder.", source=weights, dtype=dtype)
     proj = {k[len("enc_to_dec_proj."):]: v for k, v in state.items() if k.startswith("enc_to_dec_proj.")}
-    conditioner = text_conditioner(t5, tokenizer_for(folder), proj, lm_cfg.dim, weights, dtype)
+    conditioner = text_conditioner(t5, tokenizer_for(folder), proj, lm_config.dim, weights, dtype)
     codec = load_encodec_hf((config["audio_encoder"], state), prefix="audio_encoder.", dtype=dtype,
                             source_name=weights)
     max_duration = 30.0
@@ -197,14 +197,14 @@ def tokenizer_for(folder: Path) -> T5Tokenizer:
 
 # ---------------------------------------------------------------- shared steps
 
-def empty_lm(cfg: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
+def empty_lm(config: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
     """The LM on the ``meta`` device (shapes, no memory) for a checkpoint's tensors to be assigned to.
 
     With ``quantize="int8"`` its linear layers are already :class:`~minicraft.fast.int8.Int8Linear`, and
     the second value maps each of them to the float weight it replaces (ours, by name); else it is empty.
     """
     with on_meta():
-        lm = LM(cfg)
+        lm = LM(config)
     targets = int8_modules(lm) if quantize == "int8" else {}
     if targets:
         quantize_lm_int8(lm)

@@ -58,9 +58,9 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     ``cross_mask``/``null_cross_mask`` [B, 1, 1, L] optionally hide padded text
     positions from cross-attention (audiocraft passes None).
     """
-    cfg_coef = lm.cfg.cfg_coef if cfg_coef is None else cfg_coef
+    cfg_coef = lm.config.cfg_coef if cfg_coef is None else cfg_coef
     device = next(lm.parameters()).device
-    K = lm.cfg.num_codebooks
+    K = lm.config.num_codebooks
     if prompt is not None:
         B = prompt.shape[0]
     elif cond is not None:

@@ -63,8 +63,8 @@ def classifier_free_guidance(cond_logits: torch.Tensor, uncond_logits: torch.Ten
 
 
 def multinomial(probs: torch.Tensor) -> torch.Tensor:
-    """One draw per row of ``probs [..., card]`` -> indices [..., 1]."""
-    flat = probs.reshape(-1, probs.shape[-1])                   # [B·K, card]
+    """One draw per row of ``probs [..., codebook_size]`` -> indices [..., 1]."""
+    flat = probs.reshape(-1, probs.shape[-1])                   # [B·K, codebook_size]
     return torch.multinomial(flat, num_samples=1).reshape(*probs.shape[:-1], 1)
 
 
@@ -90,7 +90,7 @@ def sample_top_p(probs: torch.Tensor, p: float) -> torch.Tensor:
 
 def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temperature: float = 1.0,
                       top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
-    """logits [B, K, card] -> next tokens [B, K, 1]."""
+    """logits [B, K, codebook_size] -> next tokens [B, K, 1]."""
     if not use_sampling or temperature <= 0:
         return logits.argmax(dim=-1, keepdim=True)
     probs = torch.softmax(logits / temperature, dim=-1)

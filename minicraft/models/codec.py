@@ -22,20 +22,20 @@ from minicraft.modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 class EncodecConfig:
     sample_rate: int = 32000
     seanet: SEANetConfig = field(default_factory=SEANetConfig)
-    n_q: int = 4
-    bins: int = 2048
+    num_codebooks: int = 4
+    codebook_size: int = 2048
     renormalize: bool = False
 
     @classmethod
-    def from_audiocraft(cls, cfg: dict) -> "EncodecConfig":
+    def from_audiocraft(cls, config: dict) -> "EncodecConfig":
         """From a resolved audiocraft ``xp.cfg`` (sections ``encodec``, ``seanet``, ``rvq``)."""
-        s, e = cfg["seanet"], cfg["encodec"]
+        s, e = config["seanet"], config["encodec"]
         if s.get("norm", "weight_norm") not in ("weight_norm", "none"):
             raise ValueError(f"SEANet norm {s['norm']!r} is not supported (weight_norm or none).")
         if s.get("activation", "ELU") != "ELU" or s.get("decoder", {}).get("final_activation"):
             raise ValueError("only SEANet with ELU activations and no final activation is supported.")
         seanet = SEANetConfig(
-            channels=s.get("channels", cfg.get("channels", 1)), dimension=s["dimension"], n_filters=s["n_filters"],
+            channels=s.get("channels", config.get("channels", 1)), dimension=s["dimension"], n_filters=s["n_filters"],
             n_residual_layers=s["n_residual_layers"], ratios=list(s["ratios"]), kernel_size=s["kernel_size"],
             last_kernel_size=s["last_kernel_size"], residual_kernel_size=s["residual_kernel_size"],
             dilation_base=s["dilation_base"], causal=bool(s.get("causal", False)), pad_mode=s["pad_mode"],
@@ -43,8 +43,8 @@ class EncodecConfig:
             trim_right_ratio=s.get("decoder", {}).get("trim_right_ratio", 1.0))
         if e.get("quantizer", "rvq") != "rvq":
             raise ValueError(f"quantizer {e['quantizer']!r} is not supported (rvq only).")
-        return cls(sample_rate=e.get("sample_rate", cfg["sample_rate"]), seanet=seanet, n_q=cfg["rvq"]["n_q"],
-                   bins=cfg["rvq"]["bins"], renormalize=bool(e.get("renormalize", False)))
+        return cls(sample_rate=e.get("sample_rate", config["sample_rate"]), seanet=seanet, num_codebooks=config["rvq"]["n_q"],
+                   codebook_size=config["rvq"]["bins"], renormalize=bool(e.get("renormalize", False)))
 
     @classmethod
     def from_hf(cls, c: dict) -> "EncodecConfig":
@@ -61,33 +61,33 @@ class EncodecConfig:
             true_skip=not c.get("use_conv_shortcut", True), compress=c.get("compress", 2),
             lstm=c.get("num_lstm_layers", 2), trim_right_ratio=c.get("trim_right_ratio", 1.0))
         sample_rate = c.get("sampling_rate", 24000)
-        bins = c.get("codebook_size", 1024)
+        codebook_size = c.get("codebook_size", 1024)
         frame_rate = math.ceil(sample_rate / seanet.hop_length)
         bandwidth = c.get("target_bandwidths", [24.0])[-1]
-        n_q = int(1000 * bandwidth // (frame_rate * math.ceil(math.log2(bins))))
+        num_codebooks = int(1000 * bandwidth // (frame_rate * math.ceil(math.log2(codebook_size))))
         if c.get("codebook_dim") not in (None, seanet.dimension):
             raise ValueError("EnCodec with codebook_dim != hidden_size (a projected codebook) is not supported.")
         if c.get("chunk_length_s"):
             raise ValueError("chunked EnCodec (chunk_length_s set, as the 48 kHz model) is not supported.")
-        return cls(sample_rate=sample_rate, seanet=seanet, n_q=n_q, bins=bins,
+        return cls(sample_rate=sample_rate, seanet=seanet, num_codebooks=num_codebooks, codebook_size=codebook_size,
                    renormalize=bool(c.get("normalize", False)))
 
 
 class Encodec(nn.Module):
-    def __init__(self, cfg: EncodecConfig):
+    def __init__(self, config: EncodecConfig):
         super().__init__()
-        self.cfg = cfg
-        self.encoder = SEANetEncoder(cfg.seanet)
-        self.decoder = SEANetDecoder(cfg.seanet)
-        self.quantizer = ResidualVectorQuantizer(cfg.n_q, cfg.bins, cfg.seanet.dimension)
+        self.config = config
+        self.encoder = SEANetEncoder(config.seanet)
+        self.decoder = SEANetDecoder(config.seanet)
+        self.quantizer = ResidualVectorQuantizer(config.num_codebooks, config.codebook_size, config.seanet.dimension)
 
     @property
     def sample_rate(self) -> int:
-        return self.cfg.sample_rate
+        return self.config.sample_rate
 
     @property
     def hop_length(self) -> int:
-        return self.cfg.seanet.hop_length
+        return self.config.seanet.hop_length
 
     @property
     def frame_rate(self) -> float:
@@ -97,15 +97,15 @@ class Encodec(nn.Module):
 
     @property
     def channels(self) -> int:
-        return self.cfg.seanet.channels
+        return self.config.seanet.channels
 
     @property
     def num_codebooks(self) -> int:
-        return self.cfg.n_q
+        return self.config.num_codebooks
 
     @property
-    def cardinality(self) -> int:
-        return self.cfg.bins
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, C, T] -> codes [B, K, ceil(T / hop)] (long)."""

@@ -4,7 +4,7 @@ EnCodec gives K codes per frame, ``codes [B, K, T]``. The LM predicts one
 *sequence step* at a time, and a pattern says which (codebook, timestep)
 sits at each step. We store that as ``layout [K, S]``: the timestep held by
 codebook k at step s, or -1 where the step holds nothing for k (the LM
-sees the special token ``card`` there). Every pattern starts with one
+sees the special token ``codebook_size`` there). Every pattern starts with one
 empty step, so the first prediction has something to look at.
 
 - **delay** (MusicGen, AudioGen): codebook k is shifted right by ``delays[k]``
@@ -88,14 +88,14 @@ class Pattern:
         return torch.where(mask, codes, torch.full_like(codes, special)), mask
 
     def revert_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model outputs [B, K, S, card] -> logits per frame [B, K, T, card], mask [K, T].
+        """Model outputs [B, K, S, codebook_size] -> logits per frame [B, K, T, codebook_size], mask [K, T].
 
         Logits with no frame to predict are NaN, so using them by mistake shows.
         """
-        B, K, S, card = logits.shape
+        B, K, S, codebook_size = logits.shape
         index, mask = self.step_of(S, skip_first=True)
         index, mask = index.to(logits.device), mask.to(logits.device)
-        out = logits.gather(2, index[None, :, :, None].expand(B, -1, -1, card))
+        out = logits.gather(2, index[None, :, :, None].expand(B, -1, -1, codebook_size))
         return out.masked_fill(~mask[None, :, :, None], float("nan")), mask
 
 

@@ -1,6 +1,6 @@
 """Residual vector quantization: latent frames <-> K integer codes per frame.
 
-One codebook is a table of ``bins`` vectors; *encoding* a frame picks the
+One codebook is a table of ``codebook_size`` vectors; *encoding* a frame picks the
 nearest vector (its index is the code), *decoding* looks the vector up.
 Residual VQ chains K codebooks: codebook 1 encodes the frame, codebook 2 the
 error codebook 1 left, and so on; decoding sums the K vectors. Each extra
@@ -18,9 +18,9 @@ from torch import nn
 
 
 class Codebook(nn.Module):
-    def __init__(self, bins: int, dim: int):
+    def __init__(self, codebook_size: int, dim: int):
         super().__init__()
-        self.embed = nn.Parameter(torch.empty(bins, dim), requires_grad=False)   # [bins, D]
+        self.embed = nn.Parameter(torch.empty(codebook_size, dim), requires_grad=False)   # [codebook_size, D]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, D] -> index [N] of the nearest code vector (squared Euclidean distance).
@@ -30,7 +30,7 @@ class Codebook(nn.Module):
         ops, which behave the same on CUDA, MPS and CPU.
         """
         distance = (x.pow(2).sum(1, keepdim=True) - 2 * x @ self.embed.t()
-                    + self.embed.pow(2).sum(1)[None, :])                        # [N, bins]
+                    + self.embed.pow(2).sum(1)[None, :])                        # [N, codebook_size]
         return (-distance).max(dim=-1).indices
 
     def decode(self, index: torch.Tensor) -> torch.Tensor:
@@ -40,27 +40,27 @@ class Codebook(nn.Module):
 class VectorQuantizer(nn.Module):
     """One level: holds its codebook under the checkpoint's name ``_codebook``."""
 
-    def __init__(self, bins: int, dim: int):
+    def __init__(self, codebook_size: int, dim: int):
         super().__init__()
-        self._codebook = Codebook(bins, dim)
+        self._codebook = Codebook(codebook_size, dim)
 
 
 class ResidualVectorQuantizer(nn.Module):
-    def __init__(self, n_q: int, bins: int, dim: int):
+    def __init__(self, num_codebooks: int, codebook_size: int, dim: int):
         super().__init__()
         self.vq = nn.Module()
-        self.vq.layers = nn.ModuleList(VectorQuantizer(bins, dim) for _ in range(n_q))
+        self.vq.layers = nn.ModuleList(VectorQuantizer(codebook_size, dim) for _ in range(num_codebooks))
 
     @property
     def codebooks(self) -> list[Codebook]:
         return [layer._codebook for layer in self.vq.layers]
 
-    def encode(self, latent: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+    def encode(self, latent: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
         """latent [B, D, F] -> codes [B, K, F]."""
         B, D, frames = latent.shape
         residual = latent.transpose(1, 2).reshape(-1, D)          # [B·F, D]
         codes = []
-        for codebook in self.codebooks[:n_q]:
+        for codebook in self.codebooks[:num_codebooks]:
             index = codebook.encode(residual)
             residual = residual - codebook.decode(index)           # what is left to explain
             codes.append(index.view(B, frames))

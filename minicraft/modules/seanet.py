@@ -114,14 +114,14 @@ class ConvTranspose1d(nn.Module):
 class ResidualBlock(nn.Module):
     """x + conv1x1(ELU(conv_k,dilated(ELU(x)))), channels squeezed by ``compress`` inside."""
 
-    def __init__(self, dim: int, kernel: int, dilation: int, cfg: SEANetConfig):
+    def __init__(self, dim: int, kernel: int, dilation: int, config: SEANetConfig):
         super().__init__()
-        hidden = dim // cfg.compress
+        hidden = dim // config.compress
         self.block = nn.Sequential(
-            nn.ELU(), Conv1d(dim, hidden, kernel, dilation=dilation, causal=cfg.causal, pad_mode=cfg.pad_mode),
-            nn.ELU(), Conv1d(hidden, dim, 1, causal=cfg.causal, pad_mode=cfg.pad_mode))
-        self.shortcut = nn.Identity() if cfg.true_skip else Conv1d(dim, dim, 1, causal=cfg.causal,
-                                                                   pad_mode=cfg.pad_mode)
+            nn.ELU(), Conv1d(dim, hidden, kernel, dilation=dilation, causal=config.causal, pad_mode=config.pad_mode),
+            nn.ELU(), Conv1d(hidden, dim, 1, causal=config.causal, pad_mode=config.pad_mode))
+        self.shortcut = nn.Identity() if config.true_skip else Conv1d(dim, dim, 1, causal=config.causal,
+                                                                   pad_mode=config.pad_mode)
 
     def forward(self, x):
         return self.shortcut(x) + self.block(x)
@@ -141,19 +141,19 @@ class LSTM(nn.Module):
 
 
 class SEANetEncoder(nn.Module):
-    def __init__(self, cfg: SEANetConfig):
+    def __init__(self, config: SEANetConfig):
         super().__init__()
-        conv = lambda cin, cout, k, s=1: Conv1d(cin, cout, k, s, causal=cfg.causal, pad_mode=cfg.pad_mode)  # noqa
-        layers: list[nn.Module] = [conv(cfg.channels, cfg.n_filters, cfg.kernel_size)]
-        width = cfg.n_filters
-        for ratio in reversed(cfg.ratios):     # the encoder downsamples in reverse order
-            layers += [ResidualBlock(width, cfg.residual_kernel_size, cfg.dilation_base ** j, cfg)
-                       for j in range(cfg.n_residual_layers)]
+        conv = lambda cin, cout, k, s=1: Conv1d(cin, cout, k, s, causal=config.causal, pad_mode=config.pad_mode)  # noqa
+        layers: list[nn.Module] = [conv(config.channels, config.n_filters, config.kernel_size)]
+        width = config.n_filters
+        for ratio in reversed(config.ratios):     # the encoder downsamples in reverse order
+            layers += [ResidualBlock(width, config.residual_kernel_size, config.dilation_base ** j, config)
+                       for j in range(config.n_residual_layers)]
             layers += [nn.ELU(), conv(width, 2 * width, 2 * ratio, ratio)]
             width *= 2
-        if cfg.lstm:
-            layers.append(LSTM(width, cfg.lstm))
-        layers += [nn.ELU(), conv(width, cfg.dimension, cfg.last_kernel_size)]
+        if config.lstm:
+            layers.append(LSTM(width, config.lstm))
+        layers += [nn.ELU(), conv(width, config.dimension, config.last_kernel_size)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -162,21 +162,21 @@ class SEANetEncoder(nn.Module):
 
 
 class SEANetDecoder(nn.Module):
-    def __init__(self, cfg: SEANetConfig):
+    def __init__(self, config: SEANetConfig):
         super().__init__()
-        width = cfg.n_filters * 2 ** len(cfg.ratios)
-        layers: list[nn.Module] = [Conv1d(cfg.dimension, width, cfg.kernel_size, causal=cfg.causal,
-                                          pad_mode=cfg.pad_mode)]
-        if cfg.lstm:
-            layers.append(LSTM(width, cfg.lstm))
-        for ratio in cfg.ratios:
-            layers += [nn.ELU(), ConvTranspose1d(width, width // 2, 2 * ratio, ratio, cfg.causal,
-                                                 cfg.trim_right_ratio)]
+        width = config.n_filters * 2 ** len(config.ratios)
+        layers: list[nn.Module] = [Conv1d(config.dimension, width, config.kernel_size, causal=config.causal,
+                                          pad_mode=config.pad_mode)]
+        if config.lstm:
+            layers.append(LSTM(width, config.lstm))
+        for ratio in config.ratios:
+            layers += [nn.ELU(), ConvTranspose1d(width, width // 2, 2 * ratio, ratio, config.causal,
+                                                 config.trim_right_ratio)]
             width //= 2
-            layers += [ResidualBlock(width, cfg.residual_kernel_size, cfg.dilation_base ** j, cfg)
-                       for j in range(cfg.n_residual_layers)]
-        layers += [nn.ELU(), Conv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size, causal=cfg.causal,
-                                    pad_mode=cfg.pad_mode)]
+            layers += [ResidualBlock(width, config.residual_kernel_size, config.dilation_base ** j, config)
+                       for j in range(config.n_residual_layers)]
+        layers += [nn.ELU(), Conv1d(config.n_filters, config.channels, config.last_kernel_size, causal=config.causal,
+                                    pad_mode=config.pad_mode)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:

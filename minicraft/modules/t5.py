@@ -78,18 +78,18 @@ def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_dista
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: T5Config, has_relative_bias: bool):
+    def __init__(self, config: T5Config, has_relative_bias: bool):
         super().__init__()
-        inner = cfg.num_heads * cfg.d_kv
-        self.num_heads, self.d_kv = cfg.num_heads, cfg.d_kv
-        self.q = nn.Linear(cfg.d_model, inner, bias=False)
-        self.k = nn.Linear(cfg.d_model, inner, bias=False)
-        self.v = nn.Linear(cfg.d_model, inner, bias=False)
-        self.o = nn.Linear(inner, cfg.d_model, bias=False)
-        self.num_buckets = cfg.relative_attention_num_buckets
-        self.max_distance = cfg.relative_attention_max_distance
+        inner = config.num_heads * config.d_kv
+        self.num_heads, self.d_kv = config.num_heads, config.d_kv
+        self.q = nn.Linear(config.d_model, inner, bias=False)
+        self.k = nn.Linear(config.d_model, inner, bias=False)
+        self.v = nn.Linear(config.d_model, inner, bias=False)
+        self.o = nn.Linear(inner, config.d_model, bias=False)
+        self.num_buckets = config.relative_attention_num_buckets
+        self.max_distance = config.relative_attention_max_distance
         if has_relative_bias:
-            self.relative_attention_bias = nn.Embedding(self.num_buckets, cfg.num_heads)
+            self.relative_attention_bias = nn.Embedding(self.num_buckets, config.num_heads)
 
     def position_bias(self, length: int) -> torch.Tensor:
         """[1, H, L, L]: the learned bias for every (query, key) distance."""
@@ -109,15 +109,15 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, cfg: T5Config):
+    def __init__(self, config: T5Config):
         super().__init__()
-        self.gated = cfg.gated
-        if cfg.gated:
-            self.wi_0 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-            self.wi_1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.gated = config.gated
+        if config.gated:
+            self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
+            self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
         else:
-            self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+            self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
@@ -128,47 +128,47 @@ class FeedForward(nn.Module):
 
 
 class SelfAttentionLayer(nn.Module):
-    def __init__(self, cfg: T5Config, has_relative_bias: bool):
+    def __init__(self, config: T5Config, has_relative_bias: bool):
         super().__init__()
-        self.SelfAttention = Attention(cfg, has_relative_bias)
-        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.SelfAttention = Attention(config, has_relative_bias)
+        self.layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
 
     def forward(self, x, bias):
         return x + self.SelfAttention(self.layer_norm(x), bias)
 
 
 class FeedForwardLayer(nn.Module):
-    def __init__(self, cfg: T5Config):
+    def __init__(self, config: T5Config):
         super().__init__()
-        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        self.DenseReluDense = FeedForward(cfg)   # the checkpoint's name, gated or not
+        self.layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
+        self.DenseReluDense = FeedForward(config)   # the checkpoint's name, gated or not
 
     def forward(self, x):
         return x + self.DenseReluDense(self.layer_norm(x))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: T5Config, has_relative_bias: bool):
+    def __init__(self, config: T5Config, has_relative_bias: bool):
         super().__init__()
-        self.layer = nn.ModuleList([SelfAttentionLayer(cfg, has_relative_bias), FeedForwardLayer(cfg)])
+        self.layer = nn.ModuleList([SelfAttentionLayer(config, has_relative_bias), FeedForwardLayer(config)])
 
     def forward(self, x, bias):
         return self.layer[1](self.layer[0](x, bias))
 
 
 class Stack(nn.Module):
-    def __init__(self, cfg: T5Config):
+    def __init__(self, config: T5Config):
         super().__init__()
-        self.block = nn.ModuleList(Block(cfg, has_relative_bias=(i == 0)) for i in range(cfg.num_layers))
-        self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.block = nn.ModuleList(Block(config, has_relative_bias=(i == 0)) for i in range(config.num_layers))
+        self.final_layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
 
 
 class T5Encoder(nn.Module):
-    def __init__(self, cfg: T5Config):
+    def __init__(self, config: T5Config):
         super().__init__()
-        self.config = cfg
-        self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)   # the token embeddings
-        self.encoder = Stack(cfg)
+        self.config = config
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)   # the token embeddings
+        self.encoder = Stack(config)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, L] (and mask [B, L], 1 = real token) -> hidden states [B, L, d_model]."""

@@ -295,7 +295,7 @@ def caption_information(model, clips: list, spans=CAPTION_SPANS) -> torch.Tensor
     cond, null, mask, null_mask = model.conditions([c.caption for c in clips], two_step=False)
     losses = []
     for cross, cross_mask in ((cond, mask), (null, null_mask)):
-        logits, valid = model.lm.compute_predictions(codes, cross, text_mask(cross_mask))   # [N, K, T, card]
+        logits, valid = model.lm.compute_predictions(codes, cross, text_mask(cross_mask))   # [N, K, T, codebook_size]
         nll = F.cross_entropy(logits.nan_to_num().float().permute(0, 3, 1, 2), codes, reduction="none")
         losses.append(nll.masked_fill(~valid, float("nan")))                     # [N, K, T]
     saved = losses[1] - losses[0]

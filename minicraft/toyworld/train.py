@@ -107,9 +107,9 @@ class CodecTrainConfig:
     n_filters: int = 16
     dimension: int = 64
     lstm: int = 0
-    n_q: int = 4
+    num_codebooks: int = 4
     quantizer_dropout: bool = False  # True: each batch uses a random number of codebooks
-    bins: int = 256
+    codebook_size: int = 256
     decay: float = 0.99
     dead_code_threshold: float = 0.1   # EMA uses per batch; see EMAQuantizer.update
     commitment: float = 1.0
@@ -128,7 +128,7 @@ class CodecTrainConfig:
     def codec(self) -> EncodecConfig:
         seanet = SEANetConfig(channels=1, dimension=self.dimension, n_filters=self.n_filters,
                               n_residual_layers=1, ratios=[8, 5, 4, 2], lstm=self.lstm)
-        return EncodecConfig(sample_rate=world.SAMPLE_RATE, seanet=seanet, n_q=self.n_q, bins=self.bins)
+        return EncodecConfig(sample_rate=world.SAMPLE_RATE, seanet=seanet, num_codebooks=self.num_codebooks, codebook_size=self.codebook_size)
 
 
 class EMAQuantizer:
@@ -137,11 +137,11 @@ class EMAQuantizer:
     def __init__(self, codec: Encodec, decay: float, dead_threshold: float):
         rvq = codec.quantizer
         self.codebooks = rvq.codebooks
-        n_q, bins = len(self.codebooks), codec.cfg.bins
+        num_codebooks, codebook_size = len(self.codebooks), codec.config.codebook_size
         self.decay, self.dead_threshold = decay, dead_threshold
-        self.cluster_size = torch.zeros(n_q, bins)
+        self.cluster_size = torch.zeros(num_codebooks, codebook_size)
         self.embed_avg = torch.stack([cb.embed.detach().clone() for cb in self.codebooks])
-        self.inited = torch.zeros(n_q, dtype=torch.bool)
+        self.inited = torch.zeros(num_codebooks, dtype=torch.bool)
 
     def state_dict(self):
         return dict(cluster_size=self.cluster_size, embed_avg=self.embed_avg, inited=self.inited)
@@ -151,11 +151,11 @@ class EMAQuantizer:
 
     @torch.no_grad()
     def kmeans(self, q: int, x: torch.Tensor, iters: int = 10):
-        bins = self.cluster_size.shape[1]
-        centers = x[torch.randint(len(x), (bins,))].clone()
+        codebook_size = self.cluster_size.shape[1]
+        centers = x[torch.randint(len(x), (codebook_size,))].clone()
         for _ in range(iters):
             assign = torch.cdist(x, centers).argmin(dim=1)
-            counts = torch.bincount(assign, minlength=bins).float()
+            counts = torch.bincount(assign, minlength=codebook_size).float()
             sums = torch.zeros_like(centers).index_add_(0, assign, x)
             centers = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centers)
         self.codebooks[q].embed.copy_(centers)
@@ -165,12 +165,12 @@ class EMAQuantizer:
 
     @torch.no_grad()
     def update(self, q: int, x: torch.Tensor, index: torch.Tensor):
-        bins = self.cluster_size.shape[1]
-        onehot = F.one_hot(index, bins).float()                          # [N, bins]
+        codebook_size = self.cluster_size.shape[1]
+        onehot = F.one_hot(index, codebook_size).float()                          # [N, codebook_size]
         self.cluster_size[q].mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
         self.embed_avg[q].mul_(self.decay).add_(onehot.t() @ x, alpha=1 - self.decay)
         n = self.cluster_size[q].sum()
-        smoothed = (self.cluster_size[q] + 1e-5) / (n + bins * 1e-5) * n   # Laplace smoothing
+        smoothed = (self.cluster_size[q] + 1e-5) / (n + codebook_size * 1e-5) * n   # Laplace smoothing
         self.codebooks[q].embed.copy_(self.embed_avg[q] / smoothed[:, None])
         # A code is dead when its EMA count of uses per batch falls under the threshold. Our batches hold
         # 400 vectors for 256 codes (1.6 uses per code on average), so audiocraft's 2, meant for batches of
@@ -182,12 +182,12 @@ class EMAQuantizer:
             self.embed_avg[q][dead] = fresh * self.dead_threshold
             self.cluster_size[q][dead] = self.dead_threshold
 
-    def __call__(self, latent: torch.Tensor, n_q: int, training: bool):
+    def __call__(self, latent: torch.Tensor, num_codebooks: int, training: bool):
         """latent [B, D, F] -> (quantized [B, D, F] with straight-through gradients, commitment loss)."""
         B, D, frames = latent.shape
         residual = latent.transpose(1, 2).reshape(-1, D)
         out, commitment = 0, latent.new_zeros(())
-        for q in range(n_q):
+        for q in range(num_codebooks):
             if training and not self.inited[q]:
                 self.kmeans(q, residual.detach())
             index = self.codebooks[q].encode(residual.detach())
@@ -228,11 +228,11 @@ def spectral_loss(pred: torch.Tensor, target: torch.Tensor,
     return loss + F.l1_loss(torch.log10(mel_p + floor), torch.log10(mel_t + floor))
 
 
-def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, n_q: int, training: bool,
+def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, num_codebooks: int, training: bool,
                commitment_weight: float, stft_sizes: tuple[int, ...] = CodecTrainConfig.stft_sizes):
     """wav [B, 1, T] -> (total loss, dict of parts)."""
     latent = codec.encoder(wav)
-    quantized, commitment = quantizer(latent, n_q, training)
+    quantized, commitment = quantizer(latent, num_codebooks, training)
     out = codec.decoder(quantized)[..., :wav.shape[-1]]
     l1 = F.l1_loss(out, wav)
     spectral = spectral_loss(out[:, 0], wav[:, 0], stft_sizes)
@@ -240,48 +240,48 @@ def codec_loss(codec: Encodec, quantizer: EMAQuantizer, wav: torch.Tensor, n_q: 
     return total, dict(l1=l1.item(), spectral=spectral.item(), commitment=commitment.item())
 
 
-def train_codec(out: Path, cfg: CodecTrainConfig, log_every: int = 50) -> Encodec:
+def train_codec(out: Path, config: CodecTrainConfig, log_every: int = 50) -> Encodec:
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    codec = Encodec(cfg.codec())                     # codebooks get k-means on the first batch
-    quantizer = EMAQuantizer(codec, cfg.decay, cfg.dead_code_threshold)
+    seed_everything(config.seed)
+    codec = Encodec(config.codec())                     # codebooks get k-means on the first batch
+    quantizer = EMAQuantizer(codec, config.decay, config.dead_code_threshold)
     optimizer = torch.optim.Adam([p for n, p in codec.named_parameters() if "_codebook" not in n],
-                                 lr=cfg.lr, betas=(0.5, 0.9))
-    polisher = torch.optim.Adam(codec.decoder.parameters(), lr=cfg.polish_lr, betas=(0.5, 0.9))
+                                 lr=config.lr, betas=(0.5, 0.9))
+    polisher = torch.optim.Adam(codec.decoder.parameters(), lr=config.polish_lr, betas=(0.5, 0.9))
     saved = dict(model=codec, optimizer=optimizer, quantizer=quantizer, polisher=polisher)
     step = resume(out / "checkpoint.pt", optional=("polisher",), **saved)
-    _, audio = toy_audio(cfg.clips, cfg.seed)
-    crop = int(cfg.crop_seconds * world.SAMPLE_RATE)
-    total = cfg.steps + cfg.polish_steps
+    _, audio = toy_audio(config.clips, config.seed)
+    crop = int(config.crop_seconds * world.SAMPLE_RATE)
+    total = config.steps + config.polish_steps
     bar = ProgressBar(first=step)
     log = open(out / "log.jsonl", "a")
     codec.train()
     while step < total:
-        rows = torch.randint(len(audio), (cfg.batch,))
-        starts = torch.randint(audio.shape[1] - crop + 1, (cfg.batch,))
+        rows = torch.randint(len(audio), (config.batch,))
+        starts = torch.randint(audio.shape[1] - crop + 1, (config.batch,))
         wav = torch.stack([audio[r, s:s + crop] for r, s in zip(rows, starts)])[:, None]   # [B, 1, T]
-        n_q = int(torch.randint(1, cfg.n_q + 1, ())) if cfg.quantizer_dropout else cfg.n_q
-        polishing = step >= cfg.steps
+        num_codebooks = int(torch.randint(1, config.num_codebooks + 1, ())) if config.quantizer_dropout else config.num_codebooks
+        polishing = step >= config.steps
         if polishing:                                # decoder only: the codes no longer change
             codec.encoder.requires_grad_(False)
-            opt, trained, sizes = polisher, codec.decoder, cfg.polish_stft_sizes
+            opt, trained, sizes = polisher, codec.decoder, config.polish_stft_sizes
         else:
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * min(1.0, max(0.02, (cfg.steps - step) / cfg.decay_steps))
-            opt, trained, sizes = optimizer, codec, cfg.stft_sizes
+                group["lr"] = config.lr * min(1.0, max(0.02, (config.steps - step) / config.decay_steps))
+            opt, trained, sizes = optimizer, codec, config.stft_sizes
         # training=False while polishing: the quantizer's EMA leaves the codebooks as they are
-        loss, parts = codec_loss(codec, quantizer, wav, n_q, not polishing, cfg.commitment, sizes)
+        loss, parts = codec_loss(codec, quantizer, wav, num_codebooks, not polishing, config.commitment, sizes)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         opt.step()
         step += 1
         if step % log_every == 0:
-            log.write(json.dumps(dict(step=step, loss=loss.item(), n_q=n_q, time=time.time(), **parts)) + "\n")
+            log.write(json.dumps(dict(step=step, loss=loss.item(), num_codebooks=num_codebooks, time=time.time(), **parts)) + "\n")
             log.flush()
         bar(step, total, f"loss {loss.item():.3f}" + (" (polishing the decoder)" if polishing else ""))
-        if step % cfg.checkpoint_every == 0 or step in (cfg.steps, total):
-            checkpoint(out / "checkpoint.pt", step, cfg, **saved)
+        if step % config.checkpoint_every == 0 or step in (config.steps, total):
+            checkpoint(out / "checkpoint.pt", step, config, **saved)
     bar.close()
     codec.encoder.requires_grad_(True)
     codec.eval()
@@ -319,19 +319,19 @@ def train_tokenizer(captions: list[str], out: Path, vocab_size: int) -> Path:
     return out / "spiece.model"
 
 
-def build_text_and_lm(cfg: LMTrainConfig, tokenizer, codec: Encodec):
-    t5 = T5Encoder(T5Config(vocab_size=tokenizer.vocab_size, d_model=cfg.t5_dim, d_kv=cfg.t5_dim // 4,
-                            d_ff=2 * cfg.t5_dim, num_layers=cfg.t5_layers, num_heads=4))
+def build_text_and_lm(config: LMTrainConfig, tokenizer, codec: Encodec):
+    t5 = T5Encoder(T5Config(vocab_size=tokenizer.vocab_size, d_model=config.t5_dim, d_kv=config.t5_dim // 4,
+                            d_ff=2 * config.t5_dim, num_layers=config.t5_layers, num_heads=4))
     for name, p in t5.named_parameters():        # small init: T5 does not scale its attention scores
         if p.dim() == 2 and "shared" not in name:
             torch.nn.init.normal_(p, std=0.02 if "relative" in name else p.shape[1] ** -0.5)
-    lm = LM(LMConfig(dim=cfg.dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers, ffn_dim=4 * cfg.dim,
-                     num_codebooks=codec.num_codebooks, card=codec.cardinality,
+    lm = LM(LMConfig(dim=config.dim, num_heads=config.num_heads, num_layers=config.num_layers, ffn_dim=4 * config.dim,
+                     num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size,
                      delays=list(range(codec.num_codebooks))))
     for name, p in lm.named_parameters():
         if p.dim() == 2:
             torch.nn.init.normal_(p, std=0.02)
-    return TextConditioner(tokenizer, t5, cfg.t5_dim, cfg.dim), lm
+    return TextConditioner(tokenizer, t5, config.t5_dim, config.dim), lm
 
 
 def load_trained_codec(folder: Path) -> Encodec:
@@ -355,7 +355,7 @@ def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None)
         mask = mask * (~drop)[:, None]
     hidden = conditioner.t5(ids, mask)
     cond = conditioner.output_proj(hidden) * mask[..., None]
-    logits, valid = lm.compute_predictions(codes, cond, text_mask(mask))   # [B, K, T, card], [B, K, T]
+    logits, valid = lm.compute_predictions(codes, cond, text_mask(mask))   # [B, K, T, codebook_size], [B, K, T]
     return F.cross_entropy(logits[valid], codes[valid])
 
 
@@ -375,20 +375,20 @@ def noisy_captions(clips: list[world.Clip], share: float, seed: int) -> list[str
     return captions
 
 
-def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int = 50):
+def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: int = 50):
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    clips = world.sample_clips(cfg.clips, seed=cfg.seed)
-    captions = noisy_captions(clips, cfg.caption_noise, cfg.seed)
+    seed_everything(config.seed)
+    clips = world.sample_clips(config.clips, seed=config.seed)
+    captions = noisy_captions(clips, config.caption_noise, config.seed)
     if not (out / "spiece.model").is_file():
-        train_tokenizer(captions, out, cfg.vocab_size)
+        train_tokenizer(captions, out, config.vocab_size)
     tokenizer = T5Tokenizer(out / "spiece.model")
     codec = load_trained_codec(codec_folder)
-    conditioner, lm = build_text_and_lm(cfg, tokenizer, codec)
+    conditioner, lm = build_text_and_lm(config, tokenizer, codec)
     params = list(conditioner.parameters()) + list(lm.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
     saved = dict(conditioner=conditioner, lm=lm, optimizer=optimizer, schedule=schedule)
     step = resume(out / "checkpoint.pt", **saved)
     codes_path = out / "codes.pt"
@@ -403,10 +403,10 @@ def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int =
     log = open(out / "log.jsonl", "a")
     lm.train()
     conditioner.train()
-    while step < cfg.steps:
-        rows = torch.randint(len(codes), (cfg.batch,))
+    while step < config.steps:
+        rows = torch.randint(len(codes), (config.batch,))
         width = int(mask[rows].sum(1).max())
-        drop = torch.rand(cfg.batch) < cfg.condition_dropout
+        drop = torch.rand(config.batch) < config.condition_dropout
         loss = lm_loss(lm, conditioner, ids[rows, :width], mask[rows, :width], codes[rows], drop)
         optimizer.zero_grad()
         loss.backward()
@@ -418,9 +418,9 @@ def train_lm(out: Path, codec_folder: Path, cfg: LMTrainConfig, log_every: int =
             log.write(json.dumps(dict(step=step, loss=loss.item(), lr=schedule.get_last_lr()[0],
                                       time=time.time())) + "\n")
             log.flush()
-        bar(step, cfg.steps, f"loss {loss.item():.3f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint(out / "checkpoint.pt", step, cfg, **saved)
+        bar(step, config.steps, f"loss {loss.item():.3f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint(out / "checkpoint.pt", step, config, **saved)
     bar.close()
     return conditioner.eval(), lm.eval()
 
@@ -429,8 +429,8 @@ def load_trained_lm(folder: Path, codec: Encodec):
     state = load_checkpoint(folder / "checkpoint.pt")
     if state is None:
         raise FileNotFoundError(f"{folder}: no LM checkpoint; run `python -m minicraft.world.train lm` first.")
-    cfg = LMTrainConfig(**state["config"])
-    conditioner, lm = build_text_and_lm(cfg, T5Tokenizer(folder / "spiece.model"), codec)
+    config = LMTrainConfig(**state["config"])
+    conditioner, lm = build_text_and_lm(config, T5Tokenizer(folder / "spiece.model"), codec)
     conditioner.load_state_dict(state["conditioner"])
     lm.load_state_dict(state["lm"])
     return conditioner.eval(), lm.eval()

@@ -8,8 +8,8 @@ def frames_for(samples, hop):
     return math.ceil(samples / hop)            # the encoder pads the last partial frame
 
 
-def bitrate(frame_rate, num_codebooks, bins):
-    return frame_rate * num_codebooks * math.log2(bins)
+def bitrate(frame_rate, num_codebooks, codebook_size):
+    return frame_rate * num_codebooks * math.log2(codebook_size)
 
 
 def rvq_encode(latent, codebooks):

@@ -16,11 +16,11 @@ def kv_cache_bytes(layers, dim, batch, seconds, frame_rate, num_codebooks, cfg=T
 
 def greedy_by_hand(lm, cond, cross_mask, frames):
     B = cond.shape[0] // 2
-    K, special = lm.cfg.num_codebooks, lm.special_token
+    K, special = lm.config.num_codebooks, lm.special_token
     pattern = lm.pattern(frames)
     sequence, valid = pattern.build(torch.full((B, K, frames), -1), special)
     S = sequence.shape[-1]
-    caches = [KVCache.empty(2 * B, lm.cfg.num_heads, S, lm.cfg.dim // lm.cfg.num_heads, cond.dtype, cond.device)
+    caches = [KVCache.empty(2 * B, lm.config.num_heads, S, lm.config.dim // lm.config.num_heads, cond.dtype, cond.device)
               for _ in lm.transformer.layers]
     with torch.inference_mode():
         for s in range(1, S):

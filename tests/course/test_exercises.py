@@ -222,7 +222,7 @@ def _rvq_without_residual(latent, codebooks):
     ("check_tokens_generated", lambda s, r, k: int(s * r), "4 codebooks"),
     ("check_count_parameters", lambda m: len(list(m.parameters())), "a 2x3 weight and 2 biases"),
     ("check_frames_for", lambda n, hop: n // hop, "round up"),
-    ("check_bitrate", lambda r, k, bins: r * k * bins, "log2\\(2048\\) = 11 bits"),
+    ("check_bitrate", lambda r, k, codebook_size: r * k * codebook_size, "log2\\(2048\\) = 11 bits"),
     ("check_rvq_encode", _rvq_without_residual, "quantize the residual"),
     ("check_delay_layout", lambda K, T, d: torch.full((K, T + max(d)), -1), "S = T \\+ max delay \\+ 1"),
     ("check_flat_steps", lambda K, T: K * T, "plus the initial empty step"),

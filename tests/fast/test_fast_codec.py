@@ -51,7 +51,7 @@ def test_decoding_in_pieces_equals_one_pass(codec_name, chunk):
         codec = MusicGen.get_pretrained("tiny").codec
     else:
         codec = load_encodec_audiocraft(MUSICGEN_CODEC)
-    codes = torch.randint(0, codec.cardinality, (2, codec.num_codebooks, 45),
+    codes = torch.randint(0, codec.codebook_size, (2, codec.num_codebooks, 45),
                           generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         whole = codec.decode(codes)                                  # the reference decoder: one pass
@@ -65,7 +65,7 @@ def test_decoding_in_pieces_equals_one_pass(codec_name, chunk):
 
 def test_the_accelerated_codec_decodes_what_the_reference_decodes():
     codec = load_encodec_audiocraft(MUSICGEN_CODEC)
-    codes = torch.randint(0, codec.cardinality, (1, codec.num_codebooks, 230), generator=torch.Generator().manual_seed(1))
+    codes = torch.randint(0, codec.codebook_size, (1, codec.num_codebooks, 230), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference = codec.decode(codes)
         fast = accelerate(codec).decode(codes)            # polyphase convs, 100 frames at a time

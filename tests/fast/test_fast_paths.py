@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from minicraft import MusicGen
-from minicraft.fast import accelerate, describe, kernels, replacements, restore
+from minicraft.fast import accelerate, kernels, replacements, restore, summary
 from minicraft.fast import layer_step as layerstep
 from minicraft.fast.int8 import Int8Linear, quantize_rows
 from minicraft.fast.precision import compare
@@ -65,7 +65,7 @@ def test_on_the_fast_path_an_edit_is_refused_naming_the_replaced_modules():
                        r"FastTransformerLayer.*restore\(model\)"):
         greedy(model)
     restore(model)                                   # the reference classes again: now the edit runs
-    assert replacements(model) == [] and "reference path" in describe(model)
+    assert replacements(model) == [] and "reference path" in summary(model)
     assert not torch.equal(greedy(model), greedy(MusicGen.get_pretrained("tiny", device="cpu")))
 
 

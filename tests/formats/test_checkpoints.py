@@ -130,10 +130,10 @@ def test_sharded_index(tmp_path):
 
 
 def test_xp_cfg_references_are_resolved():
-    cfg = {"sample_rate": 32000, "channels": 1,
+    config = {"sample_rate": 32000, "channels": 1,
            "encodec": {"sample_rate": "${sample_rate}", "causal": False},
            "seanet": {"causal": "${encodec.causal}", "name": "sr-${sample_rate}-x"}}
-    resolved = resolve_config(cfg)
+    resolved = resolve_config(config)
     assert resolved["encodec"]["sample_rate"] == 32000
     assert resolved["seanet"]["causal"] is False
     assert resolved["seanet"]["name"] == "sr-32000-x"
@@ -142,8 +142,8 @@ def test_xp_cfg_references_are_resolved():
 
 
 def test_fixture_xp_cfg():
-    cfg, state, package = read_audiocraft(FIXTURES / "musicgen_tiny" / "compression_state_dict.bin")
-    assert cfg["encodec"]["sample_rate"] == 32000 and cfg["seanet"]["channels"] == 1
+    config, state, package = read_audiocraft(FIXTURES / "musicgen_tiny" / "compression_state_dict.bin")
+    assert config["encodec"]["sample_rate"] == 32000 and config["seanet"]["channels"] == 1
     assert package["version"] == "1.3.0" and "encoder.model.0.conv.conv.weight_g" in state
 
 

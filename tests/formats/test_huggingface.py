@@ -38,9 +38,9 @@ def test_lm_logits_equal_transformers(cached_small, reference):
     torch.manual_seed(1)
     sequence = torch.randint(0, 33, (1, 4, 9))                    # may hold the special token 32
     with torch.no_grad():
-        expected = reference(**inputs, decoder_input_ids=sequence.reshape(4, 9)).logits   # [B·K, S, card]
+        expected = reference(**inputs, decoder_input_ids=sequence.reshape(4, 9)).logits   # [B·K, S, codebook_size]
         cond, _ = cached_small.conditioner(["dog barking"])
-        logits = cached_small.lm(sequence, cond)                  # [B, K, S, card]
+        logits = cached_small.lm(sequence, cond)                  # [B, K, S, codebook_size]
     torch.testing.assert_close(logits.reshape(4, 9, 32), expected, atol=1e-5, rtol=1e-4)
 
 

@@ -23,8 +23,8 @@ def test_decoding_steps_equal_transformers(small):
     from transformers import AutoTokenizer
     reference, folder = small
     model = MusicGen.get_pretrained(str(folder), device="cpu")
-    assert (model.lm.cfg.dim, model.lm.cfg.num_layers, model.lm.cfg.num_heads) == (1024, 24, 16)
-    assert model.conditioner.t5.config.d_model == 768 and model.codec.cardinality == 2048
+    assert (model.lm.config.dim, model.lm.config.num_layers, model.lm.config.num_heads) == (1024, 24, 16)
+    assert model.conditioner.t5.config.d_model == 768 and model.codec.codebook_size == 2048
     prompt = ["dog barking"]
     inputs = AutoTokenizer.from_pretrained(folder)(prompt, return_tensors="pt")
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ def lm(request, audiocraft_lm):
     """The tiny audiocraft LM as written, and a second copy with the fast path in place."""
     if request.param == "reference":
         return audiocraft_lm
-    copy = type(audiocraft_lm)(audiocraft_lm.cfg).eval()
+    copy = type(audiocraft_lm)(audiocraft_lm.config).eval()
     copy.load_state_dict(audiocraft_lm.state_dict())
     return accelerate(copy)
 

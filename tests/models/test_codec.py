@@ -36,7 +36,7 @@ def test_codec_equals_audiocraft(refs):
     """The refs were written with the MusicGen (32 kHz) fixture codec."""
     codec = load_encodec_audiocraft(MUSICGEN_CODEC)
     assert (codec.sample_rate, codec.frame_rate, codec.hop_length) == (32000, 50, 640)
-    assert (codec.num_codebooks, codec.cardinality, codec.channels) == (4, 32, 1)
+    assert (codec.num_codebooks, codec.codebook_size, codec.channels) == (4, 32, 1)
     check_against_refs(codec, refs)
 
 
@@ -108,7 +108,7 @@ def test_padding_keeps_ceil_frames():
 
 def test_residual_quantization_refines():
     torch.manual_seed(0)
-    rvq = ResidualVectorQuantizer(n_q=3, bins=64, dim=4)
+    rvq = ResidualVectorQuantizer(num_codebooks=3, codebook_size=64, dim=4)
     latent = torch.randn(1, 4, 200)
     with torch.no_grad():
         for codebook in rvq.codebooks:

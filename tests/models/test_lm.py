@@ -12,10 +12,10 @@ def close(actual, expected):
 
 
 def test_config_read_from_xp_cfg(lm):
-    cfg = lm.cfg
-    assert (cfg.dim, cfg.num_heads, cfg.num_layers, cfg.ffn_dim) == (64, 4, 2, 256)
-    assert (cfg.num_codebooks, cfg.card, cfg.delays, cfg.cfg_coef) == (4, 32, [0, 1, 2, 3], 3.0)
-    assert cfg.cross_attention  # enforced by the fuser's "cross" entry, as audiocraft does
+    config = lm.config
+    assert (config.dim, config.num_heads, config.num_layers, config.ffn_dim) == (64, 4, 2, 256)
+    assert (config.num_codebooks, config.codebook_size, config.delays, config.cfg_coef) == (4, 32, [0, 1, 2, 3], 3.0)
+    assert config.cross_attention  # enforced by the fuser's "cross" entry, as audiocraft does
 
 
 def test_forward_equals_audiocraft(lm, refs):

@@ -6,7 +6,7 @@ from guidance import Guidance, implausible      # benchmarks/guidance.py (pytest
 
 def test_guidance_only_for_the_first_steps_of_each_clip():
     torch.manual_seed(0)
-    cond, uncond = torch.randn(2, 4, 1, 8), torch.randn(2, 4, 1, 8)      # [B, K, T, card]
+    cond, uncond = torch.randn(2, 4, 1, 8), torch.randn(2, 4, 1, 8)      # [B, K, T, codebook_size]
     guided = cond + 2 * (cond - uncond)
     probe = Guidance(steps_per_clip=5, ramp=4, first_steps=2)
     outs = [probe(cond, uncond, 3.0) for _ in range(10)]                  # two clips of 5 decoding steps

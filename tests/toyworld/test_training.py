@@ -34,7 +34,7 @@ def test_tokenizer_follows_t5_conventions(tokenizer, clips):
 
 
 def small_codec_config():
-    return CodecTrainConfig(n_filters=4, dimension=16, bins=32, n_q=3, lstm=0)
+    return CodecTrainConfig(n_filters=4, dimension=16, codebook_size=32, num_codebooks=3, lstm=0)
 
 
 def test_codec_step_lowers_loss(clips):
@@ -90,7 +90,7 @@ def test_ema_codebooks_keep_codes_used_at_the_average_rate():
     # here is in use, so none may be replaced as dead (audiocraft's threshold of 2, meant for batches of
     # thousands of vectors, replaced most of them every step).
     torch.manual_seed(0)
-    codec = Encodec(CodecTrainConfig(n_filters=4, dimension=16, bins=256, n_q=1).codec())
+    codec = Encodec(CodecTrainConfig(n_filters=4, dimension=16, codebook_size=256, num_codebooks=1).codec())
     centers = 10 * torch.randn(256, 16)
     quantizer = EMAQuantizer(codec, decay=0.99, dead_threshold=CodecTrainConfig.dead_code_threshold)
     codec.quantizer.codebooks[0].embed.copy_(centers)
@@ -103,13 +103,13 @@ def test_ema_codebooks_keep_codes_used_at_the_average_rate():
 
 
 def test_codec_training_resumes(tmp_path):
-    cfg = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "polish_steps": 0, "clips": 8,
+    config = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "polish_steps": 0, "clips": 8,
                               "checkpoint_every": 1})
-    train_codec(tmp_path, cfg, log_every=1)
+    train_codec(tmp_path, config, log_every=1)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2
-    cfg.steps = 3
-    train_codec(tmp_path, cfg, log_every=1)                   # continues from step 2
+    config.steps = 3
+    train_codec(tmp_path, config, log_every=1)                   # continues from step 2
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
 
@@ -117,11 +117,11 @@ def test_codec_training_resumes(tmp_path):
 def test_decoder_polish_keeps_the_codes(tmp_path):
     # The polish trains the decoder alone, so an LM trained on the codec's codes stays valid; it also resumes
     # from a checkpoint written before it existed (the shipped codec was polished that way).
-    cfg = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "polish_steps": 0, "clips": 8})
-    before = train_codec(tmp_path, cfg, log_every=1).state_dict()
+    config = CodecTrainConfig(**{**small_codec_config().__dict__, "steps": 2, "polish_steps": 0, "clips": 8})
+    before = train_codec(tmp_path, config, log_every=1).state_dict()
     before = {k: v.clone() for k, v in before.items()}
-    cfg.polish_steps = 2
-    after = train_codec(tmp_path, cfg, log_every=1).state_dict()
+    config.polish_steps = 2
+    after = train_codec(tmp_path, config, log_every=1).state_dict()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 4
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"decoder"}
@@ -141,8 +141,8 @@ def test_noisy_captions_swap_a_share_for_other_classes_captions():
 def test_lm_step_lowers_loss(tokenizer, clips):
     torch.manual_seed(0)
     codec = Encodec(small_codec_config().codec())
-    cfg = LMTrainConfig(t5_dim=32, dim=32, num_heads=4, num_layers=2)
-    conditioner, lm = build_text_and_lm(cfg, tokenizer, codec)
+    config = LMTrainConfig(t5_dim=32, dim=32, num_heads=4, num_layers=2)
+    conditioner, lm = build_text_and_lm(config, tokenizer, codec)
     ids, mask = tokenizer([c.caption for c in clips[:8]])
     codes = torch.randint(0, 32, (8, 3, 20))
     params = list(conditioner.parameters()) + list(lm.parameters())

@@ -25,7 +25,8 @@ from minicraft.models.conditioning import text_mask
 from minicraft.devices import pick_device, pick_dtype
 from minicraft.fast import accelerate, summary
 from minicraft.generate.decoding import generate_codes
-from minicraft.generate.sampling import check_number, check_setting
+from minicraft.checks import check_number
+from minicraft.generate.sampling import check_setting
 from minicraft.formats.loaders import Components, load_components
 
 
@@ -161,11 +162,14 @@ class GenModel:
         if len(descriptions) != len(prompt):
             raise ValueError(f"{len(prompt)} audio prompts but {len(descriptions)} descriptions; "
                              "give one description (or None) per prompt.")
+        seconds, limit = prompt.shape[-1] / prompt_sample_rate, min(self.duration, self.max_duration)
+        if seconds >= limit:           # checked before resampling: its cost is set by the prompt's length
+            window = f", and the model's window is {self.max_duration:g} s" if self.max_duration < self.duration else ""
+            raise ValueError(f"the audio prompt ({seconds:.2f} s) leaves nothing to generate: the duration is "
+                             f"{self.duration:g} s{window}; give a shorter prompt (minicraft continue "
+                             "--prompt-seconds) or a longer duration.")
         prompt = audio.convert(prompt.to(self.device, torch.float32), prompt_sample_rate,
                                self.sample_rate, self.audio_channels)
-        if prompt.shape[-1] / self.sample_rate > min(self.duration, self.max_duration):
-            raise ValueError(f"the audio prompt ({prompt.shape[-1] / self.sample_rate:.2f} s) is longer than "
-                             f"the duration to generate ({self.duration:.2f} s); raise the duration.")
         with torch.inference_mode():
             prompt_tokens = self.codec.encode(prompt.to(self.codec_dtype))
         return self._finish(self.generate_tokens(list(descriptions), prompt_tokens, progress), return_tokens)
@@ -266,8 +270,10 @@ def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
         prompt = prompt[None]
     if prompt.dim() != 3 or prompt.shape[-1] == 0:
         raise ValueError(f"the audio prompt must be shaped [B, C, T] or [C, T], got {tuple(prompt.shape)}.")
-    if not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"prompt_sample_rate must be a positive integer, got {sample_rate!r}.")
+    if not prompt.is_floating_point():
+        raise ValueError(f"the audio prompt is {str(prompt.dtype).replace('torch.', '')}; give floating-point "
+                         "samples in [-1, 1] (for 16-bit integers, divide by 32768).")
+    audio.check_rate(sample_rate, "prompt_sample_rate")
     if not torch.isfinite(prompt).all():
         raise ValueError("the audio prompt contains NaN or infinite values.")
     if prompt.abs().amax(dim=(1, 2)).min() == 0:
@@ -303,6 +309,9 @@ def resolve(name: str) -> tuple[type[GenModel], str]:
     MusicGen's; "audiogen-medium" (the CLI's spelling of AudioGen's "medium") and any Hub id or folder whose
     name says "audiogen" are AudioGen's. An unknown short name raises ValueError.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("the model name is empty; use tiny, small, medium, large, audiogen-medium, a Hub id "
+                         "or a folder.")
     cls = AudioGen if "audiogen" in name.lower() else MusicGen
     short = name[len("audiogen-"):] if name.lower().startswith("audiogen-") else name
     return cls, cls.resolve_name(short)

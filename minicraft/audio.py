@@ -11,6 +11,7 @@ ITU-R BS.1770), ``rms``, ``clip`` and ``none``.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,37 +41,78 @@ def convert_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot make {channels} channels from {source}: the audio is not mono.")
 
 
+MIN_RATE, MAX_RATE = 1, 1_000_000          # sample rates resample() takes, in Hz
+BLOCK = 2**19             # inputs gathered at once for rates with many phases (resample_blocks)
+DENSE_TABLE = 2**21       # phase-table entries up to which all phases are one convolution (resample_phases)
+
+
+def check_rate(rate, what: str = "sample rate") -> int:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"{what} must be a whole number of Hz from {MIN_RATE} to {MAX_RATE:,}, got {rate!r}.")
+    return int(rate)
+
+
 def resample(wav: torch.Tensor, old_rate: int, new_rate: int, zeros: int = 24,
              rolloff: float = 0.945) -> torch.Tensor:
     """Band-limited resampling [..., T] -> [..., T · new/old] with a windowed sinc.
 
-    Reduce the ratio to ``new/old`` in lowest terms; each of the ``new`` output
-    phases is a convolution of the input with its own sinc kernel (cut off
-    just below the lower Nyquist frequency, Hann-windowed over ``zeros``
-    zero crossings), strided by ``old``. The phases are then interleaved.
+    Output sample n lies at input position t = n · old / new (the rates reduced to lowest terms). It is a
+    weighted sum of the inputs within ``zeros`` zero crossings of a sinc cut off just below the lower
+    Nyquist frequency, Hann-windowed, the weights normalised to sum to 1; past the ends the first and last
+    samples repeat. The weights repeat every ``new`` outputs (one set per *phase*). Where all the phases'
+    weights make a small table (every pair of common rates: 44 100 -> 32 000 Hz has 320 phases), one
+    strided convolution applies them; otherwise (44 101 -> 16 000 Hz has 16 000 phases, a table of
+    gigabytes) each block of outputs gets its own weights, so memory never grows with the rates' factors.
     """
-    old_rate, new_rate = int(old_rate), int(new_rate)
+    old_rate = check_rate(old_rate, "the input sample rate")
+    new_rate = check_rate(new_rate, "the output sample rate")
     if old_rate == new_rate:
         return wav
     g = math.gcd(old_rate, new_rate)
     old, new = old_rate // g, new_rate // g
     cutoff = min(old, new) * rolloff                     # in units of the reduced rates
-    width = math.ceil(zeros * old / cutoff)
+    width = math.ceil(zeros * old / cutoff)              # inputs either side of t that can weigh anything
+    shape, length = wav.shape, wav.shape[-1]
+    x = wav.reshape(-1, length)                          # [N, T]
+    out_length = new * length // old
+    if new * (2 * width + old) <= DENSE_TABLE:
+        out = resample_phases(x, old, new, width, cutoff, zeros)
+    else:
+        out = resample_blocks(x, old, new, width, cutoff, zeros)
+    return out[:, :out_length].reshape(*shape[:-1], out_length)
+
+
+def sinc_weights(t: torch.Tensor, zeros: int) -> torch.Tensor:
+    """Hann-windowed sinc at ``t`` zero crossings (clamped to ±``zeros``), normalised along the last axis."""
+    t = t.clamp(-zeros, zeros) * math.pi
+    weights = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * torch.cos(t / zeros / 2) ** 2
+    return weights / weights.sum(dim=-1, keepdim=True)
+
+
+def resample_phases(x: torch.Tensor, old: int, new: int, width: int, cutoff: float, zeros: int) -> torch.Tensor:
+    """All ``new`` phases' weights in one table [new, taps]: a convolution strided by ``old``, interleaved."""
     taps = torch.arange(-width, width + old, dtype=torch.float64)
     phases = torch.arange(new, dtype=torch.float64)[:, None] / new
-    t = (taps[None, :] / old - phases) * cutoff          # [new, taps], in zero crossings
-    t = t.clamp(-zeros, zeros) * math.pi
-    window = torch.cos(t / zeros / 2) ** 2
-    kernels = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * window
-    kernels = (kernels / kernels.sum(dim=-1, keepdim=True)).to(wav.dtype)
+    kernels = sinc_weights((taps[None, :] / old - phases) * cutoff, zeros).to(x.dtype)     # [new, taps]
+    padded = F.pad(x[:, None], (width, width + old), mode="replicate")                      # [N, 1, T + ...]
+    y = F.conv1d(padded, kernels[:, None, :], stride=old)                                   # [N, new, frames]
+    return y.transpose(1, 2).reshape(x.shape[0], -1)                                        # phases interleaved
 
-    shape, length = wav.shape, wav.shape[-1]
-    x = wav.reshape(-1, 1, length)
-    x = F.pad(x, (width, width + old), mode="replicate")
-    y = F.conv1d(x, kernels[:, None, :], stride=old)     # [N, new, frames]
-    y = y.transpose(1, 2).reshape(x.shape[0], -1)        # interleave the phases
-    out_length = new * length // old
-    return y[:, :out_length].reshape(*shape[:-1], out_length)
+
+def resample_blocks(x: torch.Tensor, old: int, new: int, width: int, cutoff: float, zeros: int) -> torch.Tensor:
+    """The same sums, a block of outputs at a time, each output with its own weights over 2·width + 2 inputs."""
+    length, out_length = x.shape[-1], new * x.shape[-1] // old
+    offsets = torch.arange(-width, width + 2)                                       # [taps], around floor(t)
+    out = x.new_empty(x.shape[0], out_length)
+    block = max(1, BLOCK // (len(offsets) * max(1, x.shape[0])))
+    for start in range(0, out_length, block):
+        n = torch.arange(start, min(start + block, out_length))                     # [b] output samples
+        base = n * old // new                                                       # floor(t), exact
+        frac = (n * old - base * new).double() / new                                # t - floor(t), in [0, 1)
+        weights = sinc_weights((offsets[None, :] - frac[:, None]) / old * cutoff, zeros).to(x.dtype)   # [b, taps]
+        inputs = x[:, (base[:, None] + offsets[None, :]).clamp(0, length - 1)]     # [N, b, taps]
+        out[:, start:start + len(n)] = torch.einsum("nbk,bk->nb", inputs, weights)
+    return out
 
 
 def convert(wav: torch.Tensor, from_rate: int, to_rate: int, to_channels: int) -> torch.Tensor:
@@ -158,22 +200,71 @@ def normalize(wav: torch.Tensor, strategy: str = "peak", sample_rate: int | None
 
 # ---------------------------------------------------------------- files
 
-def read(path: str | Path, sample_rate: int | None = None, channels: int | None = None
-         ) -> tuple[torch.Tensor, int]:
-    """Audio file -> (wav [C, T] float32, sample rate), optionally converted."""
+def audio_info(path: str | Path):
+    """``soundfile``'s header of an audio file, checked: a file (not a folder), readable, with samples, at a
+    rate :func:`resample` takes. Nothing but the header is read."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an audio file; give a WAV, FLAC or OGG file.")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file.")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)   # [T, C]
+        info = sf.info(str(path))
     except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError
-        raise ValueError(f"{path}: cannot read this audio file ({e}). Use WAV, FLAC or OGG.") from None
+        raise ValueError(f"{path}: cannot read this audio file ({str(e).splitlines()[0]}). Use WAV, FLAC or OGG.") from None
+    check_rate(info.samplerate, f"{path}: its sample rate")
+    if info.frames <= 0:
+        raise ValueError(f"{path} holds no audio (0 samples).")
+    return info
+
+
+def read(path: str | Path, sample_rate: int | None = None, channels: int | None = None,
+         last_seconds: float | None = None) -> tuple[torch.Tensor, int]:
+    """Audio file -> (wav [C, T] float32, sample rate), optionally only its ``last_seconds``, converted.
+
+    Only the samples asked for are read, so a long file costs the part used, not its length. A WAV whose
+    data stops before its header says (a truncated download) is read as far as it goes, said in one line.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    start = 0
+    if last_seconds is not None:
+        start = max(0, info.frames - max(1, math.ceil(last_seconds * info.samplerate)))
+    try:
+        data, rate = sf.read(str(path), start=start, dtype="float32", always_2d=True)   # [T, C]
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read this audio file ({str(e).splitlines()[0]}). Use WAV, FLAC or OGG.") from None
+    if len(data) == 0:
+        raise ValueError(f"{path} holds no audio where its header says it does (a damaged file).")
+    promised = wav_data_bytes(path)
+    if promised is not None and promised > path.stat().st_size:
+        print(f"minicraft: {path} is shorter than its header says (a truncated file?); using the "
+              f"{(start + len(data)) / rate:.2f} s it holds.", file=sys.stderr)
     wav = torch.from_numpy(np.ascontiguousarray(data.T))
     if sample_rate is not None:
         wav, rate = resample(wav, rate, sample_rate), sample_rate
     if channels is not None:
         wav = convert_channels(wav, channels)
     return wav, rate
+
+
+def wav_data_bytes(path: Path) -> int | None:
+    """Where a RIFF/WAVE file's ``data`` chunk says it ends (bytes from the start), or None if not a WAV."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            while chunk := f.read(8):
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    return f.tell() + size
+                f.seek(size + size % 2, 1)
+    except OSError:
+        return None
+    return None
 
 
 def write(path: str | Path, wav: torch.Tensor, sample_rate: int, strategy: str = "peak",

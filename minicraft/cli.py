@@ -1,8 +1,10 @@
 """The ``minicraft`` command: generate, continue, explore, download, info.
 
 Every user mistake ends in one line on stderr that says what to do, and exit
-code 2; ``generate`` and ``continue`` write nothing unless the whole generation
-succeeded, and ``explore`` keeps every finished sample, so that it can resume.
+code 2, before any model loads where it can be known then. ``generate`` runs its
+prompts in batches and writes each batch's files as soon as they are done (whole
+files only: Ctrl-C says which were written); ``explore`` keeps every finished
+sample, so that it can resume.
 """
 from __future__ import annotations
 
@@ -67,7 +69,13 @@ class UserError(Exception):
 def output_paths(out: str | None, prompts: list[str], suffix: str, force: bool) -> list[Path]:
     """One file per prompt: ``--out`` names a file (one prompt) or a folder."""
     target = Path(out) if out else Path(".")
-    if target.suffix.lower() in (".wav", ".flac", ".ogg"):
+    if target.suffix and not target.is_dir() and target.suffix.lower() not in audio.FORMATS:
+        raise UserError(f"--out {target}: not an audio file name ({', '.join(audio.FORMATS)}) nor a folder; "
+                        "name a .wav/.flac/.ogg file, or a folder.")
+    if target.suffix.lower() in audio.FORMATS:
+        if target.is_dir():
+            raise UserError(f"--out {target} is a folder; name a file that is not one, or give the folder "
+                            "without the audio suffix.")
         if len(prompts) != 1:
             raise UserError(f"--out {target} is a single file but there are {len(prompts)} prompts; "
                             "give a folder instead.")
@@ -85,6 +93,8 @@ def output_paths(out: str | None, prompts: list[str], suffix: str, force: bool) 
         folder = path.parent
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder} is a file, not a folder; choose another --out.")
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; it cannot be replaced by a file. Choose another --out.")
         if path.exists() and not force:
             raise UserError(f"{path} already exists; add --force to replace it.")
     return paths
@@ -129,11 +139,17 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     g = sub.add_parser("generate", help="text -> audio files", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("prompts", nargs="+", help="one or more text descriptions")
+    g.add_argument("prompts", nargs="*", help="one or more text descriptions")
+    g.add_argument("--prompts", dest="prompt_file", metavar="FILE",
+                   help="more prompts, one per line, from a text file (- for stdin)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="prompts generated together (default: what the device's memory holds, at most 16)")
     add_sampling_options(g, "tiny")
     c = sub.add_parser("continue", help="extend an audio file, optionally steered by text")
     c.add_argument("input", help="the audio file to continue (WAV/FLAC/OGG)")
     c.add_argument("prompts", nargs="*", help="a description (optional)")
+    c.add_argument("--prompt-seconds", type=float, default=None,
+                   help="continue from the file's last seconds (default: half the duration to generate)")
     add_sampling_options(c, "tiny")
     e = sub.add_parser("explore", help="a grid of sampling settings -> measured samples and an HTML report",
                        epilog=EXPLORE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", help="float32 (default), bfloat16, or float16 on GPUs")
     e.add_argument("--out", default="explore", help="the run folder; the same folder again resumes (default: explore)")
     e.add_argument("--max-samples", type=int, help="stop after this many new samples; run again to continue")
+    e.add_argument("--yes", action="store_true", help="run a grid of more than 10 000 samples")
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
     d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
     i = sub.add_parser("info", help="what a model is: files, sizes, sample rate, memory")
@@ -172,27 +189,114 @@ def model_from_args(args):
     return model
 
 
-def run_generation(args, prompts: list[str], prompt_audio=None) -> int:
+MAX_SEED = 2**64 - 1
+
+
+def read_prompts(args) -> list[str]:
+    """The prompts of the command line, then those of ``--prompts FILE`` (one per line, blank lines skipped)."""
+    prompts = list(args.prompts)
+    if getattr(args, "prompt_file", None):
+        if args.prompt_file == "-":
+            lines = sys.stdin.buffer.read()
+        else:
+            path = Path(args.prompt_file)
+            if path.is_dir():
+                raise UserError(f"--prompts {path} is a folder; give a text file with one prompt per line.")
+            if not path.is_file():
+                raise UserError(f"--prompts {path}: no such file.")
+            lines = path.read_bytes()
+        try:
+            text = lines.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"--prompts {args.prompt_file} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
+    for i, prompt in enumerate(prompts, 1):
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"prompt {i} is not valid UTF-8 text; type it again, or give it in a UTF-8 file "
+                            "with --prompts.") from None
+    if args.command == "generate" and not prompts:
+        raise UserError("no prompts: give one or more descriptions, or --prompts FILE.")
+    return prompts
+
+
+def check_seed(seed):
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be a whole number from 0 to 2^64 - 1 ({MAX_SEED}), got {seed}.")
+
+
+def default_batch_size(model) -> int:
+    """As many prompts as half the device's free memory holds, counting each one's KV caches (CFG doubles
+    them) and its audio, from 1 to 16."""
+    config = model.lm.config
+    steps = int(min(model.duration, model.max_duration) * model.frame_rate) + config.num_codebooks
+    width = next(p for p in model.lm.parameters() if p.is_floating_point()).element_size()
+    per_prompt = 2 * 2 * config.num_layers * steps * config.dim * width           # CFG rows x (keys, values)
+    per_prompt += 16 * 4 * int(model.duration * model.sample_rate)                   # the codec's largest tensors
+    free = available_memory(model.device)
+    return max(1, min(16, int(0.5 * free // per_prompt)))
+
+
+def available_memory(device) -> int:
+    """Bytes the device can still give: CUDA's free memory, else the system's available memory (Linux), else 4 GB."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def run_generation(args) -> int:
+    continuing = args.command == "continue"
+    prompts = read_prompts(args)
+    check_seed(args.seed)
+    if not continuing and args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if continuing:
+        info = audio.audio_info(args.input)                     # before the model loads: a bad file fails fast
+        if args.prompt_seconds is not None and not 0 < args.prompt_seconds <= info.frames / info.samplerate:
+            raise UserError(f"--prompt-seconds must be > 0 and at most the file's {info.frames / info.samplerate:.2f} s, "
+                            f"got {args.prompt_seconds:g}.")
     suffix = "." + args.format
-    names = prompts if prompts else [Path(args.input).stem + "_continued"]
+    names = prompts if not continuing else [Path(args.input).stem + "_continued"]
     paths = output_paths(args.out, names, suffix, args.force)
     check_writable(paths)
     model = model_from_args(args)
+    if continuing:
+        seconds = args.prompt_seconds or min(model.duration, model.max_duration) / 2
+        wav_in, rate = audio.read(args.input, last_seconds=seconds)
+        if info.frames / info.samplerate > seconds:
+            print(f"minicraft: {args.input} is {info.frames / info.samplerate:.1f} s long; continuing from its last "
+                  f"{seconds:g} s (--prompt-seconds).", file=sys.stderr)
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    bar = ProgressBar()
-    model.set_custom_progress_callback(bar)
+    batch = 1 if continuing else args.batch_size or default_batch_size(model)
+    batches = [list(range(i, min(i + batch, len(paths)))) for i in range(0, len(paths), batch)]
+    bar, written = ProgressBar(), []
     try:
-        if prompt_audio is None:
-            wav = model.generate(prompts)
-        else:
-            wav_in, rate = prompt_audio
-            wav = model.generate_continuation(wav_in[None], rate, prompts or None)
+        for number, indices in enumerate(batches):
+            model.set_custom_progress_callback(lambda done, todo, n=number: bar(n * todo + done, len(batches) * todo))
+            if continuing:
+                wav = model.generate_continuation(wav_in[None], rate, prompts or None)
+            else:
+                wav = model.generate([prompts[i] for i in indices])
+            for i, one in zip(indices, wav):
+                audio.write(paths[i], one, model.sample_rate, strategy=args.normalize)
+                written.append(paths[i])
+                bar.close()
+                print(f"wrote {paths[i]} ({one.shape[-1] / model.sample_rate:.1f} s, {model.sample_rate} Hz)")
+    except KeyboardInterrupt:
+        bar.close()
+        done = f"wrote {len(written)} of {len(paths)} files" + (f" (the last: {written[-1]})" if written else "")
+        print(f"minicraft: interrupted; {done}; no partial file was left.", file=sys.stderr)
+        return 130
     finally:
         bar.close()
-    for path, one in zip(paths, wav):
-        audio.write(path, one, model.sample_rate, strategy=args.normalize)
-        print(f"wrote {path} ({one.shape[-1] / model.sample_rate:.1f} s, {model.sample_rate} Hz)")
     return 0
 
 
@@ -201,7 +305,7 @@ def cmd_explore(args) -> int:
               "objective", "device", "dtype")
     spec = spec_from(args.spec, prompts=args.prompts or None, **{k: getattr(args, k) for k in fields})
     try:
-        rows = explore(spec, args.out, max_samples=args.max_samples)
+        rows = explore(spec, args.out, max_samples=args.max_samples, yes=args.yes)
     except KeyboardInterrupt:
         print(f"minicraft: interrupted; the finished samples are kept in {args.out}: run the same command "
               "again to continue.", file=sys.stderr)
@@ -231,10 +335,8 @@ def cmd_info(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == "generate":
-            return run_generation(args, args.prompts)
-        if args.command == "continue":
-            return run_generation(args, args.prompts, audio.read(args.input))
+        if args.command in ("generate", "continue"):
+            return run_generation(args)
         if args.command == "explore":
             return cmd_explore(args)
         if args.command == "download":

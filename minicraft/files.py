@@ -52,3 +52,9 @@ def slug(text: str) -> str:
     """A prompt as a file name: lowercase words joined by ``_``, at most 60 characters ("audio" if none)."""
     words = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     return words[:60].rstrip("_") or "audio"
+
+
+def cache_dir() -> Path:
+    """Where minicraft keeps what it builds once per machine (the C kernels, the explorer's classifier):
+    ``$MINICRAFT_CACHE``, else ``~/.cache/minicraft``. Deleting it is safe: everything is rebuilt."""
+    return Path(os.environ.get("MINICRAFT_CACHE") or Path.home() / ".cache" / "minicraft")

@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import try_to_load_from_cache
 
 from minicraft.fast import kernels
-from minicraft.formats.checkpoints import tensor_layout
+from minicraft.formats.checkpoints import CheckpointError, tensor_layout
 
 KNOWN = {
     "facebook/musicgen-small": "MusicGen small: ~300M-parameter LM (1024 wide, 24 layers, 16 heads), "
@@ -62,6 +62,9 @@ def describe(name: str, cls) -> str:
         lines.append("  not in the local cache: fetch it with `minicraft download "
                      f"{name}` (needs a network), then it works offline.")
         return "\n".join(lines)
+    if not any((folder / name).is_file() for name in ("config.json", "state_dict.bin")):
+        raise CheckpointError(f"{folder} is not a model folder: it has neither a config.json (Hugging Face format) "
+                              "nor a state_dict.bin (audiocraft format).")
     lines.append(f"  files in {folder}:")
     params = 0
     for path in sorted(folder.iterdir()):

@@ -26,6 +26,8 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self):
+        """End the bar's line (before other output, or at the end); a later call draws it again."""
         if self.drawn:
             self.stream.write("\n")
             self.stream.flush()
+            self.drawn = False

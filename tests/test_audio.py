@@ -106,3 +106,28 @@ def test_bad_audio_inputs(tmp_path):
     with pytest.raises(ValueError, match="cannot read this audio file"):
         audio.read(tmp_path / "bad.wav")
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("old, new", [(44100, 16000), (48000, 32000), (16000, 44100), (8000, 11025)])
+def test_the_phase_table_and_the_blocks_compute_the_same(old, new):
+    """Common rates take one convolution over a table of all phases; rates with many phases take blocks of
+    outputs, each with its own weights. On the same rates the two agree to float32 rounding."""
+    wav = torch.randn(2, old // 3, generator=torch.Generator().manual_seed(old))
+    g = math.gcd(old, new)
+    o, n = old // g, new // g
+    cutoff = min(o, n) * 0.945
+    width = math.ceil(24 * o / cutoff)
+    table = audio.resample_phases(wav, o, n, width, cutoff, 24)[:, :n * wav.shape[-1] // o]
+    blocks = audio.resample_blocks(wav, o, n, width, cutoff, 24)
+    torch.testing.assert_close(blocks, table, rtol=0, atol=1e-6)
+
+
+def test_rates_with_many_phases_resample_in_bounded_memory():
+    """44 101 -> 16 000 Hz has 16 000 phases: a table of them would be 5.7 GB; the blocks gather 2^19 inputs."""
+    wav = torch.sin(torch.arange(44101) / 44101 * 2 * math.pi * 440)[None]
+    out = audio.resample(wav, 44101, 16000)
+    assert out.shape == (1, 16000)
+    expected = torch.sin(torch.arange(16000) / 16000 * 2 * math.pi * 440)[None]
+    assert (out - expected)[..., 100:-100].abs().max() < 5e-3
+    with pytest.raises(ValueError, match="from 1 to 1,000,000"):
+        audio.resample(wav, 2_000_000_000, 16000)

@@ -9,8 +9,8 @@ A run folder holds:
     run.json                        model, duration and dtype: what a resumed run must share
     samples/<prompt>/<settings>.wav the model's output, not normalised (its loudness is a measure)
     samples/<prompt>/<settings>.json its sidecar: every parameter, the seed, versions, device, timings, measures
-    results.jsonl, results.csv      one row per sample, rebuilt from the sidecars after every batch
-    classifier.pt                   the tiny model's attribute classifier, cached (see measures.py)
+    results.jsonl, results.csv      one row per sample: jsonl appended after every batch, both rewritten
+                                    in grid order when the run ends
     report.html                     see report.py
 
 **Resuming.** Each file is written to a temporary name and renamed, audio
@@ -48,6 +48,8 @@ from minicraft.explorer.spec import GRID, Point, Spec, SpecError, spec_from
 from minicraft.files import write_text_atomic
 from minicraft.progress import ProgressBar
 
+LARGE_GRID = 10_000       # samples: a larger grid runs only when asked twice
+
 # ---------------------------------------------------------------- files
 
 def sidecar_path(out: Path, point: Point) -> Path:
@@ -66,9 +68,8 @@ def read_sidecar(out: Path, point: Point) -> dict | None:
     return meta if (out / meta.get("audio", "")).is_file() else None
 
 
-def write_results(out: Path, spec: Spec) -> list[dict]:
-    """``results.jsonl`` and ``results.csv`` from the sidecars, in grid order: one row per sample."""
-    rows = [meta for meta in (read_sidecar(out, p) for p in spec.points()) if meta is not None]
+def write_results(out: Path, rows: list[dict]) -> list[dict]:
+    """``results.jsonl`` and ``results.csv``: one row per sample, in the order given (the grid's)."""
     write_text_atomic(out / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     columns = ["id", "group", "prompt", *GRID, "seed", *MEASURES, "target_class", "heard_class", "seconds", "audio"]
     buffer = io.StringIO()
@@ -85,7 +86,13 @@ def read_results(out: str | Path) -> list[dict]:
     path = Path(out) / "results.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results here; run explore into this folder first.")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:            # a line a stopped run left half-written: its sample is in its sidecar
+            continue
+    return rows
 
 
 def check_folder(out: Path, spec: Spec):
@@ -150,13 +157,14 @@ def check_runnable(spec: Spec, report: bool):
 
 def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_samples: int | None = None,
             on_sample: Callable[[dict], None] | None = None, progress: bool = True,
-            report: bool = True) -> list[dict]:
+            report: bool = True, yes: bool = False) -> list[dict]:
     """Generate, measure and keep every sample of the grid in ``out``, then write ``report.html``.
 
     ``spec``: a Spec, a mapping or a YAML/JSON file. Run it again with the same
     folder to continue an interrupted run; ``max_samples`` stops after that many
     new samples (the report then covers what is done). ``on_sample(sidecar)`` is
-    called after each sample is written. Returns the rows of ``results.jsonl``.
+    called after each sample is written. A grid of more than ``LARGE_GRID`` samples runs only with
+    ``yes=True`` (``--yes``). Returns the rows of ``results.jsonl``.
     """
 
     spec = spec if isinstance(spec, Spec) else spec_from(spec)
@@ -164,6 +172,9 @@ def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_
                                     or max_samples < 0):
         raise SpecError(f"max_samples must be a non-negative integer, got {max_samples!r}.")
     out = Path(out)
+    if spec.size() > LARGE_GRID and not yes:
+        raise SpecError(f"the grid has {spec.size():,} samples ({spec.size() * spec.duration / 3600:.1f} hours of "
+                        f"audio), more than {LARGE_GRID:,}; add --yes (yes=True) to run it, or make it smaller.")
     check_runnable(spec, report)
     check_folder(out, spec)
     model = model_for(spec)
@@ -171,18 +182,19 @@ def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_
     log = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)
     dtype = str(next(model.lm.parameters()).dtype).replace("torch.", "")
     points = spec.points()
-    done = {p.id for p in points if read_sidecar(out, p) is not None}
+    by_id = {p.id: meta for p in points if (meta := read_sidecar(out, p)) is not None}   # read once
+    done = set(by_id)
     if done:
         log(f"resuming: {len(done)} of {len(points)} samples are already in {out}")
     classifier = None
     if spec.tiny and len(done) < len(points):
-        cache = out / "classifier.pt"
-        if not cache.is_file():
-            log("training the attribute classifier once (up to half a minute; kept in classifier.pt)")
-        classifier = measures.attribute_classifier(cache)
+        if not measures.classifier_cache().is_file():
+            log(f"training the attribute classifier once (up to half a minute; kept in {measures.classifier_cache()})")
+        classifier = measures.attribute_classifier()
 
     bar = ProgressBar(first=len(done), unit="samples") if progress else None
     written = 0
+    write_results(out, [by_id[p.id] for p in points if p.id in by_id])
     try:
         for batch in spec.batches():
             if all(p.id in done for p in batch):
@@ -192,6 +204,7 @@ def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_
             if bar:
                 model.set_custom_progress_callback(
                     lambda step, steps: bar(len(done), len(points), f"(batch at step {step}/{steps})  "))
+            new_rows = []
             for point, meta in zip(batch, generate_batch(model, spec, batch, classifier)):
                 if point.id in done:                  # written before the run was stopped: keep it
                     continue
@@ -199,6 +212,8 @@ def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_
                             torch_version=torch.__version__, device=str(model.device), dtype=dtype)
                 write_sample(out, meta)
                 done.add(point.id)
+                by_id[point.id] = meta
+                new_rows.append(meta)
                 written += 1
                 if on_sample:
                     on_sample(meta)
@@ -206,12 +221,13 @@ def explore(spec: Spec | dict | str | Path, out: str | Path = "explore", *, max_
                     bar(len(done), len(points), " " * 24)
                 if max_samples is not None and written >= max_samples:
                     break
-            write_results(out, spec)
+            with open(out / "results.jsonl", "a") as f:        # the table so far, without reading it back
+                f.write("".join(json.dumps(row) + "\n" for row in new_rows))
     finally:
         model.set_custom_progress_callback(None)
         if bar:
             bar.close()
-        rows = write_results(out, spec)
+        rows = write_results(out, [by_id[p.id] for p in points if p.id in by_id])
     log(f"{len(rows)} of {len(points)} samples in {out} ({written} new)")
     if report:
         write_report(out, spec, rows)

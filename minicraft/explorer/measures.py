@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from minicraft import audio
-from minicraft.files import atomic_write
+from minicraft.files import atomic_write, cache_dir
 from minicraft.toyworld import evaluate, world
 
 
@@ -161,13 +161,20 @@ def fingerprint() -> str:
     return hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 
-def attribute_classifier(cache: Path | None = None):
-    """The toy world's attribute classifier, trained once per process and kept in ``cache`` on disk.
+def classifier_cache() -> Path:
+    """Where the classifier is kept for every run on this machine, beside the C kernels."""
+    return cache_dir() / f"classifier-{fingerprint()}.pt"
 
-    Training takes about half a minute on two cores; every later run that
-    writes to the same folder (or runs in the same process) skips it.
+
+def attribute_classifier(cache: Path | None = None):
+    """The toy world's attribute classifier, trained once and kept in ``cache`` on disk (default:
+    :func:`classifier_cache`), and in this process.
+
+    Training takes about half a minute on two cores and, its features made a batch of clips at a time,
+    well under a gigabyte; every later run on the machine skips it.
     """
     key = fingerprint()
+    cache = classifier_cache() if cache is None else cache
     if key not in _classifiers and cache is not None and Path(cache).is_file():
         try:
             saved = torch.load(cache, weights_only=True)
@@ -179,8 +186,10 @@ def attribute_classifier(cache: Path | None = None):
             pass
     if key not in _classifiers:
         _classifiers[key] = evaluate.train_classifier()
-    if cache is not None:
+    try:
         save_classifier(_classifiers[key], Path(cache))
+    except OSError:                                     # an unwritable cache costs a retraining next time, no more
+        pass
     return _classifiers[key]
 
 

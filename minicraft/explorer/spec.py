@@ -17,10 +17,12 @@ import yaml
 from minicraft.api import TINY, resolve
 from minicraft.explorer.measures import MEASURES
 from minicraft.files import slug
-from minicraft.generate.sampling import check_number, check_setting
+from minicraft.checks import check_number
+from minicraft.generate.sampling import check_setting
 
 GRID = ("temperature", "top_k", "top_p", "cfg_coef")
 MAX_DURATION = 60.0          # every sample is embedded in the report
+MAX_GRID = 100_000           # samples in one spec: a larger grid is split into runs
 
 
 class SpecError(ValueError):
@@ -67,6 +69,9 @@ class Spec:
                                            or self.objective.lstrip("-") not in MEASURES):
             raise SpecError(f"objective must be a measure ({', '.join(MEASURES)}), with a leading '-' to "
                             f"minimise it, got {self.objective!r}.")
+        if self.size() > MAX_GRID:
+            raise SpecError(f"the grid has {self.size():,} samples, more than minicraft explores ({MAX_GRID:,}); "
+                            "split it into several runs.")
         ids = [p.id for p in self.points()]
         if len(set(ids)) != len(ids):
             raise SpecError("two grid values print alike (e.g. 0.3 and 0.3000001); keep one of them.")
@@ -78,6 +83,11 @@ class Spec:
             return resolve(self.model)[1] == TINY
         except ValueError:                             # an unknown name: check_runnable says so
             return False
+
+    def size(self) -> int:
+        """How many samples the grid holds, counted without making them."""
+        return (len(self.temperature) * len(self.top_k) * len(self.top_p) * len(self.cfg_coef) * len(self.seeds)
+                * sum(len(prompts) for prompts in self.prompts.values()))
 
     def goal(self) -> str:
         """The objective actually used: the stated one, or the default for this model."""

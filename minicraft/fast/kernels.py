@@ -40,16 +40,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from minicraft.files import cache_dir
+
 SOURCE = Path(__file__).with_name("kernels.c")
 MAX_ROWS = 4            # bfloat16 weights: from 8 rows on, PyTorch's own GEMM is faster (benchmarks/README.md)
 MAX_ROWS_INT8 = 16      # int8 weights: below this PyTorch has nothing nearly as fast (kernels.c takes up to 16)
 enabled = os.environ.get("MINICRAFT_KERNELS", "1") != "0"   # False: always PyTorch (the plain path)
 _library = None          # the loaded kernels; False once we know they cannot be built here
 _warned = False          # the fallback has been announced (once per process)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MINICRAFT_CACHE", Path.home() / ".cache" / "minicraft"))
 
 
 def target_flags() -> list[str]:

@@ -513,6 +513,31 @@ def read_json(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a Hugging Face checkpoint needs its config.json.")
     try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e}).") from None
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({str(e)[:120]}).") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: holds a {type(data).__name__}, not the object of settings a config is.")
+    return data
+
+
+def tensor_names(path: Path) -> list[str]:
+    """The names of the tensors in a weights file or a sharded index, from its header: nothing else read."""
+    if path.name.endswith(".safetensors.index.json"):
+        weight_map = read_json(path).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{path}: not a valid safetensors index (no weight_map object).")
+        return list(weight_map)
+    return [name for name, *_ in tensor_layout(path)]
+
+
+def check_counts(source, config: dict[str, int], names: list[str], patterns: dict[str, str]):
+    """Each count a config gives (layers, codebooks) against the numbered tensors the weights hold, before
+    anything is built for them: ``patterns`` maps a count to a regex whose group 1 is the index."""
+    for what, pattern in patterns.items():
+        regex = re.compile(pattern)
+        found = {int(m.group(1)) for name in names if (m := regex.match(name))}
+        held = max(found) + 1 if found else 0
+        if held != config[what]:
+            raise CheckpointError(f"{source}: the config says {what} = {config[what]!r}, but the weights hold "
+                                  f"{held}; the config and the weights do not belong together.")

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from minicraft.formats import hub
-from minicraft.formats.checkpoints import (CheckpointError, load_into, on_meta, quantize_mapped, read_audiocraft, read_json,
-                          read_state_dict, release_file_pages)
+from minicraft.formats.checkpoints import (CheckpointError, check_counts, load_into, on_meta, quantize_mapped,
+                                           read_audiocraft, read_json, read_state_dict, release_file_pages,
+                                           tensor_names)
 from minicraft.formats.encodec import load_encodec_audiocraft, load_encodec_hf
 from minicraft.formats.lm_names import hf_names, lm_state_from_hf
 from minicraft.formats.t5 import load_t5_encoder, t5_from_state
@@ -98,9 +99,14 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
         if name.startswith((".", "/", "~")) or name.count("/") != 1:
             raise FileNotFoundError(f"{name}: no such folder, and not a Hub id like 'facebook/musicgen-small'.")
         folder = fetch_model(name, kind)
-    if find_format(folder) == "huggingface":
-        return load_huggingface(folder, dtype=dtype, name=name, quantize=quantize)
-    return load_audiocraft(folder, t5=t5, dtype=dtype, name=name, quantize=quantize)
+    try:
+        if find_format(folder) == "huggingface":
+            return load_huggingface(folder, dtype=dtype, name=name, quantize=quantize)
+        return load_audiocraft(folder, t5=t5, dtype=dtype, name=name, quantize=quantize)
+    except (KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError) as e:
+        # a config value missing or of another type than its format's: say which, in one line
+        raise CheckpointError(f"{folder}: a config value is missing or of the wrong type "
+                              f"({type(e).__name__}: {str(e)[:120]}); is this an unmodified official checkpoint?") from None
 
 
 # ---------------------------------------------------------------- audiocraft format
@@ -119,7 +125,10 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
         raise CheckpointError(f"{path}: uses conditioners other than a text description "
                               f"({sorted(config.get('conditioners', {}))}); minicraft supports text only "
                               "(not musicgen-melody's chroma or style conditioning).")
-    lm, targets = empty_lm(LMConfig.from_audiocraft(config), quantize)
+    lm_config = LMConfig.from_audiocraft(config)
+    check_counts(path, {"num_layers": lm_config.num_layers, "n_q": lm_config.num_codebooks}, list(lm_state),
+                 {"num_layers": r"transformer\.layers\.(\d+)\.", "n_q": r"emb\.(\d+)\."})
+    lm, targets = empty_lm(lm_config, quantize)
     if targets:                 # quantized from the mapped file, block by block: no float copy of them
         lm = load_into(lm, quantize_mapped(lm_state, targets, dtype, path), path).eval()
     else:
@@ -153,9 +162,23 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     if config.get("model_type") != "musicgen":
         raise CheckpointError(f"{folder / 'config.json'}: model_type is {config.get('model_type')!r}; "
                               "expected a MusicGen checkpoint ('musicgen').")
+    for section in ("decoder", "audio_encoder", "text_encoder"):
+        if not isinstance(config.get(section), dict):
+            raise CheckpointError(f"{folder / 'config.json'}: no {section!r} section; a MusicGen config has "
+                                  "decoder, audio_encoder and text_encoder.")
     index = folder / "model.safetensors.index.json"
     weights = index if index.is_file() else folder / "model.safetensors"
-    lm_config = LMConfig.from_hf(config["decoder"])
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: no model.safetensors (nor a sharded index); the weights are missing.")
+    try:
+        lm_config = LMConfig.from_hf(config["decoder"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder / 'config.json'}: the decoder section lacks or misstates {e}.") from None
+    check_counts(weights, {"num_hidden_layers": lm_config.num_layers, "num_codebooks": lm_config.num_codebooks,
+                           "text_encoder.num_layers": config["text_encoder"].get("num_layers")},
+                 tensor_names(weights), {"num_hidden_layers": r"decoder\.model\.decoder\.layers\.(\d+)\.",
+                                         "num_codebooks": r"decoder\.model\.decoder\.embed_tokens\.(\d+)\.",
+                                         "text_encoder.num_layers": r"text_encoder\.encoder\.block\.(\d+)\."})
     single, packed = hf_names(lm_config)
     lm, targets = empty_lm(lm_config, quantize)
     int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # the file's

@@ -20,6 +20,8 @@ import math
 
 import torch
 
+from minicraft.checks import check_number
+
 # The sampling settings a user gives: type, lowest, highest (None: the codebook size) and what the edges
 # mean. The API and the explorer both check with it (:func:`check_setting`).
 SETTINGS = {
@@ -28,24 +30,6 @@ SETTINGS = {
     "top_p": (float, 0, 1, " (0 = off)"),
     "cfg_coef": (float, 0, math.inf, " (1 = no guidance, 3 = default)"),
 }
-
-
-def check_number(name: str, value, kind: type = float, low: float = -math.inf, high: float = math.inf,
-                 meaning: str = ""):
-    """``value`` as ``kind`` if it is one (ints count as floats) and lies in [low, high]; else a ValueError
-    that says what it must be."""
-    ok_types = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types) or not math.isfinite(value):
-        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a finite number'}, got {value!r}.")
-    if not low <= value <= high:
-        if high == math.inf:
-            span = f"an integer >= {low}" if kind is int else f">= {low:g}"
-        elif kind is int:
-            span = f"an integer from {low} to {high}"
-        else:
-            span = f"within [{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be {span}{meaning}, got {value!r}.")
-    return kind(value)
 
 
 def check_setting(name: str, value, codebook_size: int | None = None):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from minicraft.checks import check_fields
 from minicraft.modules.rvq import ResidualVectorQuantizer
 from minicraft.modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 
@@ -25,6 +26,9 @@ class EncodecConfig:
     num_codebooks: int = 4
     codebook_size: int = 2048
     renormalize: bool = False
+
+    def __post_init__(self):
+        check_fields(self, "EnCodec config", positive=("sample_rate", "num_codebooks", "codebook_size"))
 
     @classmethod
     def from_audiocraft(cls, config: dict) -> "EncodecConfig":
@@ -62,6 +66,9 @@ class EncodecConfig:
             lstm=c.get("num_lstm_layers", 2), trim_right_ratio=c.get("trim_right_ratio", 1.0))
         sample_rate = c.get("sampling_rate", 24000)
         codebook_size = c.get("codebook_size", 1024)
+        for name, value in (("sampling_rate", sample_rate), ("codebook_size", codebook_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:   # before dividing by them
+                raise ValueError(f"EnCodec config: {name} must be a whole number >= 2, got {value!r}.")
         frame_rate = math.ceil(sample_rate / seanet.hop_length)
         bandwidth = c.get("target_bandwidths", [24.0])[-1]
         num_codebooks = int(1000 * bandwidth // (frame_rate * math.ceil(math.log2(codebook_size))))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from minicraft.checks import check_fields
 from minicraft.modules.attention import KVCache
 from minicraft.models.patterns import Pattern, delay_pattern
 from minicraft.modules.transformer import Transformer
@@ -40,6 +41,17 @@ class LMConfig:
     positional_scale: float = 1.0
     cfg_coef: float = 3.0            # default classifier-free guidance strength
     two_step_cfg: bool = False
+
+    def __post_init__(self):
+        check_fields(self, "LM config", positive=("dim", "num_heads", "num_layers", "ffn_dim", "num_codebooks",
+                                                  "codebook_size"), numbers=("max_period", "positional_scale",
+                                                                             "cfg_coef"))
+        if self.dim % self.num_heads:
+            raise ValueError(f"LM config: dim {self.dim} is not divisible by num_heads {self.num_heads}.")
+        if len(self.delays) != self.num_codebooks or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.delays):
+            raise ValueError(f"LM config: delays must be {self.num_codebooks} whole numbers >= 0 (one per "
+                             f"codebook), got {self.delays!r}.")
 
     @classmethod
     def from_audiocraft(cls, config: dict) -> "LMConfig":

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minicraft.checks import check_fields
+
 
 @dataclass
 class SEANetConfig:
@@ -44,6 +46,16 @@ class SEANetConfig:
     compress: int = 2
     lstm: int = 2
     trim_right_ratio: float = 1.0
+
+    def __post_init__(self):
+        check_fields(self, "SEANet config", positive=("channels", "dimension", "n_filters", "n_residual_layers",
+                                                      "kernel_size", "last_kernel_size", "residual_kernel_size",
+                                                      "dilation_base", "compress"), numbers=("trim_right_ratio",))
+        if not isinstance(self.ratios, list) or not self.ratios or any(
+                isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 2**10 for r in self.ratios):
+            raise ValueError(f"SEANet config: ratios must be a list of whole numbers >= 1, got {self.ratios!r}.")
+        if isinstance(self.lstm, bool) or not isinstance(self.lstm, int) or not 0 <= self.lstm <= 64:
+            raise ValueError(f"SEANet config: lstm must be a whole number of layers (0 for none), got {self.lstm!r}.")
 
     @property
     def hop_length(self) -> int:

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minicraft.checks import check_fields
+
 
 @dataclass
 class T5Config:
@@ -35,6 +37,12 @@ class T5Config:
     relative_attention_max_distance: int = 128
     layer_norm_epsilon: float = 1e-6
     gated: bool = False              # flan-t5: gelu(wi_0 x) * wi_1 x instead of relu(wi x)
+
+    def __post_init__(self):
+        check_fields(self, "T5 config", positive=("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads",
+                                                  "relative_attention_num_buckets",
+                                                  "relative_attention_max_distance"),
+                     numbers=("layer_norm_epsilon",))
 
     @classmethod
     def from_hf(cls, config: dict) -> "T5Config":

@@ -38,11 +38,17 @@ from minicraft.models.conditioning import text_mask
 from minicraft.toyworld import world
 
 
+FEATURE_BATCH = 128     # clips per spectrogram: the memory features() needs is set by this, not by N
+
+
 def features(audio: torch.Tensor) -> torch.Tensor:
     """[N, samples] -> [N, 192]: per mel band, the mean, spread and change over time of log-power."""
-    mel = mel_spectrogram(audio, world.SAMPLE_RATE, 1024, 256, 64)             # [N, 64, frames]
-    change = (mel[..., 1:] - mel[..., :-1]).abs().mean(-1)
-    return torch.cat([mel.mean(-1), mel.std(-1), change], dim=1)
+    out = []
+    for start in range(0, audio.shape[0], FEATURE_BATCH):
+        mel = mel_spectrogram(audio[start:start + FEATURE_BATCH], world.SAMPLE_RATE, 1024, 256, 64)  # [n, 64, frames]
+        change = (mel[..., 1:] - mel[..., :-1]).abs().mean(-1)
+        out.append(torch.cat([mel.mean(-1), mel.std(-1), change], dim=1))
+    return torch.cat(out) if out else audio.new_zeros(0, 192)
 
 
 class AttributeClassifier(nn.Module):
@@ -134,10 +140,10 @@ def train_classifier(n: int = 1500, seed: int = 100, epochs: int = 300, degraded
     torch.manual_seed(seed)
     _, audio, labels = labelled_audio(n, seed)
     generator = torch.Generator().manual_seed(seed)
-    audio = torch.cat([audio] + [augment(audio, generator) for _ in range(degraded_copies)])
+    # one augmented copy at a time, down to its features: never all the copies' audio at once
+    x = torch.cat([features(audio)] + [features(augment(audio, generator)) for _ in range(degraded_copies)])
     labels = labels.repeat(degraded_copies + 1)
     clf = AttributeClassifier()
-    x = features(audio)
     clf.mean, clf.std = x.mean(0), x.std(0) + 1e-5
     x = (x - clf.mean) / clf.std
     optimizer = torch.optim.Adam(clf.net.parameters(), lr=3e-3, weight_decay=1e-4)

@@ -1,7 +1,6 @@
 """The exercise checkers: worked solutions pass, stubs get a hint, typical mistakes get a helpful message."""
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch

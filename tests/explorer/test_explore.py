@@ -169,14 +169,19 @@ def run(tmp_path_factory):
     """GRID explored in two sessions: interrupted after 4 samples (half-way through the third batch), then resumed.
 
     An untrained attribute classifier stands in for the trained one (training takes 7 to 35 s on a shared
-    2-core machine; notebook 12 runs the real one): it sits in the run folder's cache, as a finished
-    training leaves it, so this also checks that a cached classifier is used.
+    2-core machine; notebook 12 runs the real one): it sits in a cache folder of this module's
+    (``MINICRAFT_CACHE``), as a finished training leaves it, so this also checks that a cached classifier is used.
     """
+    from minicraft.fast import kernels
     from minicraft.toyworld.evaluate import AttributeClassifier
     out = tmp_path_factory.mktemp("explore") / "run"
     out.mkdir()
+    cache, before_cache = tmp_path_factory.mktemp("cache"), os.environ.get("MINICRAFT_CACHE")
+    for built in kernels.cache_dir().glob("kernels-*.so"):         # this machine's kernels: no compiling again
+        shutil.copy(built, cache / built.name)
+    os.environ["MINICRAFT_CACHE"] = str(cache)                      # for this process and the CLI's
     torch.manual_seed(0)
-    measures.save_classifier(AttributeClassifier().eval(), out / "classifier.pt")
+    measures.save_classifier(AttributeClassifier().eval(), measures.classifier_cache())
     trained, measures._classifiers = measures._classifiers, {}
     first = []
 
@@ -193,6 +198,10 @@ def run(tmp_path_factory):
     rows = explore(GRID, out, on_sample=lambda sidecar: second.append(sidecar["id"]), progress=False)
     yield dict(out=out, first=first, second=second, before=before, after_interrupt=after_interrupt, rows=rows)
     measures._classifiers = trained
+    if before_cache is None:
+        del os.environ["MINICRAFT_CACHE"]
+    else:
+        os.environ["MINICRAFT_CACHE"] = before_cache
 
 
 def test_interrupted_run_resumes_without_losing_or_redoing(run):
@@ -272,7 +281,6 @@ def test_a_run_folder_keeps_its_model_and_duration(run):
 def test_cli_runs_stops_and_resumes(run, tmp_path):
     out = tmp_path / "grid"
     out.mkdir()
-    shutil.copy(run["out"] / "classifier.pt", out / "classifier.pt")        # no training in the subprocess
     args = ("the sound of rain", "--temperature", "0.5", "1", "--duration", "0.5", "--out", str(out))
     result = run_cli(*args, "--max-samples", "1")
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,4 @@
 """Writing minicraft models in the Hugging Face format: same model back, and transformers can read it."""
-from pathlib import Path
 
 import torch
 

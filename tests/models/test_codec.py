@@ -1,5 +1,4 @@
 """EnCodec: audiocraft's refs, both weight-norm spellings, and transformers' EncodecModel."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """Tokenizer, T5 encoder and text conditioner against audiocraft's refs and transformers."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -15,7 +15,7 @@ LAYERS = [
     ("generate", ["minicraft.generate"]),
     ("models", ["minicraft.models"]),
     ("modules", ["minicraft.modules"]),
-    ("base", ["minicraft.audio", "minicraft.devices", "minicraft.files", "minicraft.progress"]),
+    ("base", ["minicraft.audio", "minicraft.checks", "minicraft.devices", "minicraft.files", "minicraft.progress"]),
 ]
 
 

@@ -1,5 +1,4 @@
 """One optimisation step of each model lowers its loss on a fixed batch; the pieces around training work."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -100,18 +100,36 @@ def resample_phases(x: torch.Tensor, old: int, new: int, width: int, cutoff: flo
 
 
 def resample_blocks(x: torch.Tensor, old: int, new: int, width: int, cutoff: float, zeros: int) -> torch.Tensor:
-    """The same sums, a block of outputs at a time, each output with its own weights over 2·width + 2 inputs."""
+    """The same sums, a block of outputs at a time, each output with its own weights over 2·width + 2 inputs.
+
+    A very large downsampling (1 MHz -> 1 Hz) spans millions of inputs per output: then the inputs are taken
+    a chunk at a time too, the weighted sums and the weights' total accumulated, and divided at the end.
+    """
     length, out_length = x.shape[-1], new * x.shape[-1] // old
-    offsets = torch.arange(-width, width + 2)                                       # [taps], around floor(t)
+    taps = 2 * width + 2                                                            # inputs around floor(t)
+    chunk = min(taps, BLOCK)
+    block = max(1, BLOCK // (chunk * max(1, x.shape[0])))
     out = x.new_empty(x.shape[0], out_length)
-    block = max(1, BLOCK // (len(offsets) * max(1, x.shape[0])))
     for start in range(0, out_length, block):
         n = torch.arange(start, min(start + block, out_length))                     # [b] output samples
         base = n * old // new                                                       # floor(t), exact
         frac = (n * old - base * new).double() / new                                # t - floor(t), in [0, 1)
-        weights = sinc_weights((offsets[None, :] - frac[:, None]) / old * cutoff, zeros).to(x.dtype)   # [b, taps]
-        inputs = x[:, (base[:, None] + offsets[None, :]).clamp(0, length - 1)]     # [N, b, taps]
-        out[:, start:start + len(n)] = torch.einsum("nbk,bk->nb", inputs, weights)
+        if chunk == taps:                                                           # one chunk: as the table
+            offsets = torch.arange(-width, width + 2)
+            weights = sinc_weights((offsets[None, :] - frac[:, None]) / old * cutoff, zeros).to(x.dtype)
+            inputs = x[:, (base[:, None] + offsets[None, :]).clamp(0, length - 1)]  # [N, b, taps]
+            out[:, start:start + len(n)] = torch.einsum("nbk,bk->nb", inputs, weights)
+            continue
+        total = torch.zeros(x.shape[0], len(n), dtype=torch.float64)
+        norm = torch.zeros(len(n), dtype=torch.float64)
+        for first in range(-width, width + 2, chunk):
+            offsets = torch.arange(first, min(first + chunk, width + 2))
+            t = ((offsets[None, :] - frac[:, None]) / old * cutoff).clamp(-zeros, zeros) * math.pi
+            weights = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * torch.cos(t / zeros / 2) ** 2
+            inputs = x[:, (base[:, None] + offsets[None, :]).clamp(0, length - 1)]
+            total += torch.einsum("nbk,bk->nb", inputs.double(), weights)
+            norm += weights.sum(-1)
+        out[:, start:start + len(n)] = (total / norm).to(x.dtype)
     return out
 
 

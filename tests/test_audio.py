@@ -131,3 +131,13 @@ def test_rates_with_many_phases_resample_in_bounded_memory():
     assert (out - expected)[..., 100:-100].abs().max() < 5e-3
     with pytest.raises(ValueError, match="from 1 to 1,000,000"):
         audio.resample(wav, 2_000_000_000, 16000)
+
+
+def test_a_huge_downsampling_takes_its_inputs_a_chunk_at_a_time(monkeypatch):
+    """1 MHz -> 1 Hz: each output weighs some fifty million inputs, gathered 2^19 at a time."""
+    gathered, einsum = [], torch.einsum
+    monkeypatch.setattr(torch, "einsum", lambda eq, a, b: gathered.append(a.numel()) or einsum(eq, a, b))
+    out = audio.resample(torch.full((1, 1_000_000), 0.25), 1_000_000, 1)
+    assert out.shape == (1, 1)
+    torch.testing.assert_close(out, torch.full_like(out, 0.25), rtol=0, atol=1e-6)
+    assert max(gathered) <= audio.BLOCK

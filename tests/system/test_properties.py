@@ -10,7 +10,7 @@ import struct
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minicraft import audio
@@ -28,6 +28,7 @@ rates = st.integers(audio.MIN_RATE, audio.MAX_RATE)
 @given(old=rates, new=rates, length=st.integers(1, 300))
 def test_resampling_any_two_rates(old, new, length, monkeypatch):
     """Length new·T/old (reduced), DC gain 1, and never more than a block of gathered samples at once."""
+    assume(new * length <= 50_000 * old)                 # outputs, not inputs, set the time: keep each example short
     largest = []
 
     def watched(equation, inputs, weights):

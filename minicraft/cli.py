@@ -31,7 +31,7 @@ examples:
   minicraft generate "a fast high chiptune melody"           # the tiny model, offline, seconds
   minicraft generate "lo-fi beat with mellow piano" --model small --duration 8
   minicraft generate "dog barking" "rain on a tin roof" --model audiogen-medium --out sounds/
-  minicraft generate "calm ambient pads" --model small --quantize int8   # fastest on a CPU
+  minicraft generate "calm ambient pads" --model small --quantize int8   # 4x smaller weights
   minicraft continue intro.wav "add drums" --duration 12 --out longer.wav
   minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
   minicraft info small
@@ -123,8 +123,8 @@ def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, or float16 on GPUs")
     p.add_argument("--quantize", default=None, choices=["int8"],
-                   help="int8: the LM's weights in 8 bits (4x smaller than float32; the fastest CPU setting, "
-                        "with float32 activations)")
+                   help="int8: the LM's weights in 8 bits, 4x smaller than float32 (faster where minicraft's "
+                        "kernels read them at memory speed; docs/speed.md has the figures per CPU)")
     p.add_argument("--out", default=None, help="output folder, or a .wav/.flac file for one prompt")
     p.add_argument("--format", default="wav", choices=["wav", "flac"], help="file format in a folder")
     p.add_argument("--normalize", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],

@@ -82,10 +82,15 @@ def resample(wav: torch.Tensor, old_rate: int, new_rate: int, zeros: int = 24,
     return out[:, :out_length].reshape(*shape[:-1], out_length)
 
 
-def sinc_weights(t: torch.Tensor, zeros: int) -> torch.Tensor:
-    """Hann-windowed sinc at ``t`` zero crossings (clamped to ±``zeros``), normalised along the last axis."""
+def sinc_window(t: torch.Tensor, zeros: int) -> torch.Tensor:
+    """Hann-windowed sinc at ``t`` zero crossings (clamped to ±``zeros``): the weights before normalising."""
     t = t.clamp(-zeros, zeros) * math.pi
-    weights = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * torch.cos(t / zeros / 2) ** 2
+    return torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * torch.cos(t / zeros / 2) ** 2
+
+
+def sinc_weights(t: torch.Tensor, zeros: int) -> torch.Tensor:
+    """:func:`sinc_window` normalised along the last axis: each output's weights sum to 1."""
+    weights = sinc_window(t, zeros)
     return weights / weights.sum(dim=-1, keepdim=True)
 
 
@@ -124,8 +129,7 @@ def resample_blocks(x: torch.Tensor, old: int, new: int, width: int, cutoff: flo
         norm = torch.zeros(len(n), dtype=torch.float64)
         for first in range(-width, width + 2, chunk):
             offsets = torch.arange(first, min(first + chunk, width + 2))
-            t = ((offsets[None, :] - frac[:, None]) / old * cutoff).clamp(-zeros, zeros) * math.pi
-            weights = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * torch.cos(t / zeros / 2) ** 2
+            weights = sinc_window((offsets[None, :] - frac[:, None]) / old * cutoff, zeros)   # [b, chunk]
             inputs = x[:, (base[:, None] + offsets[None, :]).clamp(0, length - 1)]
             total += torch.einsum("nbk,bk->nb", inputs.double(), weights)
             norm += weights.sum(-1)

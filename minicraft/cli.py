@@ -291,7 +291,7 @@ def run_generation(args) -> int:
                 bar.close()
                 print(f"wrote {paths[i]} ({one.shape[-1] / model.sample_rate:.1f} s, {model.sample_rate} Hz)")
     except KeyboardInterrupt:
-        bar.close()
+        bar.close()                                          # the bar's line ends before the message
         done = f"wrote {len(written)} of {len(paths)} files" + (f" (the last: {written[-1]})" if written else "")
         print(f"minicraft: interrupted; {done}; no partial file was left.", file=sys.stderr)
         return 130

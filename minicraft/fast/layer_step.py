@@ -224,12 +224,16 @@ class FastTransformerLayer(TransformerLayer):
         self.name = name            # its path in the model, for messages
         self.fold_cross = fold_cross  # False: cross-attention multiplies by Wq and Wo even where folding reads less
 
+    # the parts the C code computes as the reference does: (attribute, the reference class)
+    REFERENCE_PARTS = (("activation", nn.GELU), ("norm1", nn.LayerNorm), ("norm_cross", nn.LayerNorm),
+                       ("norm2", nn.LayerNorm))
+
     def check_reference_parts(self):
-        parts = {"activation": (self.activation, nn.GELU), "norm1": (self.norm1, nn.LayerNorm),
-                 "norm2": (self.norm2, nn.LayerNorm)}
-        if self.cross_attention is not None:
-            parts["norm_cross"] = (self.norm_cross, nn.LayerNorm)
-        for part, (module, kind) in parts.items():
+        """A few attribute reads at every call, so an edit made between two steps is caught too."""
+        for part, kind in self.REFERENCE_PARTS:
+            if part == "norm_cross" and self.cross_attention is None:
+                continue
+            module = getattr(self, part)
             if type(module) is not kind or getattr(module, "approximate", "none") != "none":
                 raise EditedLayer(
                     f"{self.name or 'this layer'}.{part} is now {module!r}, but the layer was replaced by "

@@ -58,8 +58,10 @@ def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: 
     from minicraft import MusicGen
     prompts = PROMPTS * batch
     t = time.perf_counter()
-    model = MusicGen.get_pretrained(folder, device="cpu", dtype=getattr(torch, dtype), quantize=quantize, fast=True)
+    model = MusicGen.get_pretrained(folder, device="cpu", dtype=as_dtype(dtype),
+                                    quantize=quantize, fast=True)
     load = time.perf_counter() - t
+    setting = setting_of(model)
     model.set_generation_params(duration=seconds, cfg_coef=3.0, top_k=250)
     t = time.perf_counter()
     model.conditioner(prompts + [None] * batch)
@@ -72,8 +74,33 @@ def run_minicraft(folder: str, seconds: float, seed: int, dtype: str, quantize: 
     decode_start = time.perf_counter()
     model.generate_audio(tokens)
     end = time.perf_counter()
-    return dict(load_s=load, t5_s=t5, step_ms=step_ms(stamps), steps=len(stamps),
+    return dict(load_s=load, t5_s=t5, step_ms=step_ms(stamps), steps=len(stamps), setting=setting,
                 encodec_s=end - decode_start, total_s=end - t, peak_rss=peak_rss(), tokens=tokens.tolist())
+
+
+def as_dtype(name: str):
+    return name if name == "auto" else getattr(torch, name)
+
+
+def setting_of(model) -> str:
+    """The LM's setting as the machine profile names it: float32, bfloat16, int8 or int8 + bfloat16."""
+    rows = next(p for p in model.lm.parameters() if p.is_floating_point()).dtype
+    int8 = model.lm.transformer.layers[0].linear1.weight.dtype == torch.int8
+    return {(False, torch.float32): "float32", (False, torch.bfloat16): "bfloat16",
+            (True, torch.float32): "int8", (True, torch.bfloat16): "int8 + bfloat16"}[int8, rows]
+
+
+def machine_header(threads: int):
+    """Print the CPU, its vector instructions, the kernels' build and the streaming bandwidth (measured now);
+    return the machine profile's pieces the tables need."""
+    from minicraft.fast import kernels, machine
+    torch.set_num_threads(threads)
+    cpu, build, gbs = machine.cpu(), kernels.build_info(), machine.bandwidth()
+    print(f"CPU: {cpu.model}; {' '.join(cpu.flags)}; native bfloat16: {'yes' if cpu.native_bf16 else 'no'}")
+    print(f"minicraft's kernels: {build['isa'] + ', ' + str(build['threads']) + ' threads' if build else 'off'}"
+          f"{' (MINICRAFT_MARCH=' + os.environ['MINICRAFT_MARCH'] + ')' if os.environ.get('MINICRAFT_MARCH') else ''}")
+    print(f"streaming read: {gbs:.1f} GB/s (the fastest of 5 sums over 256 MiB, {threads} threads)\n")
+    return gbs
 
 
 def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantize: str | None = None,
@@ -83,7 +110,7 @@ def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantiz
     from transformers import LogitsProcessor, LogitsProcessorList
     transformers.logging.set_verbosity_error()
     t = time.perf_counter()
-    model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, dtype))
+    model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, "float32" if dtype == "auto" else dtype))
     model.eval()
     load = time.perf_counter() - t
     ids, mask = T5Tokenizer.from_dir(folder)(PROMPTS * batch)
@@ -163,6 +190,8 @@ def compare(args):
         for impl in runs:
             runs[impl].append(worker(impl, folder, args))
             print(f"run {i + 1}/{args.repeats} {impl}: {runs[impl][-1]['step_ms']:.1f} ms/step", file=sys.stderr)
+    gbs = machine_header(args.threads)
+    setting = runs["minicraft"][0]["setting"]
     quantized = f", minicraft with {args.quantize} weights" if args.quantize else ""
     quantized += ", minicraft without its C kernels" if args.no_kernels else ""
     print(f"\nmusicgen-{args.size} (random weights), {args.dtype}{quantized}, {args.batch} x {args.seconds:g} s, "
@@ -171,16 +200,24 @@ def compare(args):
           f"{'total s':>8s} {'peak GiB':>8s}")
     rows = {impl: summary(impl, r) for impl, r in runs.items()}
     m, t = rows["minicraft"], rows["transformers"]
+    from minicraft.fast.machine import step_megabytes
+    lm_mb = step_megabytes(*{"small": (1024, 4096, 24), "medium": (1536, 6144, 48)}[args.size])[setting]
+    print(f"\nminicraft's setting: {setting} ({args.dtype} / {args.quantize}); its LM weights {lm_mb:.0f} MB a step, "
+          f"floor {lm_mb / gbs:.1f} ms at {gbs:.1f} GB/s: minicraft's step is {lm_mb / gbs / m['step_median']:.0%} of "
+          f"it; transformers float32's floor {step_megabytes(1024, 4096, 24)['float32'] / gbs:.1f} ms"
+          if args.size == "small" else f"\nminicraft's setting: {setting}")
     print(f"\nminicraft / transformers: step time {m['step_median'] / t['step_median']:.2f}x "
           f"({t['step_median'] / m['step_median']:.2f}x faster), peak memory {m['peak'] / t['peak']:.2f}x")
     same = all(a["tokens"] == b["tokens"] for a, b in zip(runs["minicraft"], runs["transformers"]))
     print(f"sampled tokens identical (same seed): {same}")
+    print(f"end to end: minicraft {m['total']:.1f} s, transformers {t['total']:.1f} s for {args.seconds:g} s of audio: "
+          f"{t['total'] / m['total']:.2f}x faster, {args.seconds / m['total']:.2f}x real time")
 
 
 def tiny(args):
     from minicraft import MusicGen
     torch.set_num_threads(args.threads)
-    model = MusicGen.get_pretrained("tiny", device="cpu", dtype=getattr(torch, args.dtype), quantize=args.quantize,
+    model = MusicGen.get_pretrained("tiny", device="cpu", dtype=as_dtype(args.dtype), quantize=args.quantize,
                                     fast=True)
     model.set_generation_params(duration=args.seconds)
     model.generate(["warm-up"])
@@ -216,7 +253,8 @@ def precision(args):
     for title, name in names.items():
         reference = MusicGen.get_pretrained(name, device="cpu")      # the reference path: every layer in PyTorch
         for variant, kwargs in variants.items():
-            candidate = MusicGen.get_pretrained(name, device="cpu", fast=True, **kwargs)
+            candidate = MusicGen.get_pretrained(name, device="cpu", fast=True,
+                                                **{"dtype": "float32", "quantize": None, **kwargs})
             r = measure(reference, candidate, prompts, args.steps)
             print(f"| {title} | {variant} | {r.max_logit_diff:.3g} | {r.mean_logit_diff:.3g} | "
                   f"{100 * r.teacher_forced_agreement:.1f} % | {100 * r.greedy_agreement:.1f} % |", flush=True)
@@ -229,7 +267,7 @@ def profile(args):
     from minicraft import MusicGen
     torch.set_num_threads(args.threads)
     model = MusicGen.get_pretrained(str(build_weights(args.size, Path(args.cache))), device="cpu",
-                                    dtype=getattr(torch, args.dtype), quantize=args.quantize, fast=True)
+                                    dtype=as_dtype(args.dtype), quantize=args.quantize, fast=True)
     model.set_generation_params(duration=args.seconds, cfg_coef=3.0, top_k=250)
     model.generate_tokens(PROMPTS, None)                                   # warm-up
     stamps = []
@@ -253,7 +291,7 @@ def products(args):
     import torch.nn.functional as F
     from minicraft.fast import kernels
     from minicraft.fast.int8 import quantize_rows
-    torch.set_num_threads(args.threads)
+    gbs = machine_header(args.threads)
     torch.manual_seed(0)
     D, H, V = 1024, 4096, 2048
     shapes = [(3 * D, D), (D, D), (D, D), (D, D), (H, D), (D, H)] * 24 + [(V, D)] * 4
@@ -272,8 +310,9 @@ def products(args):
                     product(w)
                 times.append(time.perf_counter() - t)
         ms = 1000 * statistics.median(times[1:])
+        floor = size / gbs / 1e6
         print(f"  {name:48s} {ms:6.1f} ms per step (min {1000 * min(times[1:]):5.1f})  "
-              f"{size / 1e6:5.0f} MB  {size / ms / 1e6:5.1f} GB/s")
+              f"{size / 1e6:5.0f} MB  {size / ms / 1e6:5.1f} GB/s  floor {floor:5.1f} ms: {floor / ms:4.0%} of it")
 
     print(f"one decoding step's matrix products, musicgen-small shapes, 2 rows, {args.threads} threads, "
           f"median of {args.repeats}:")
@@ -356,7 +395,8 @@ def main():
     c.add_argument("--size", default="small", choices=["small", "medium"])
     c.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
     c.add_argument("--repeats", type=int, default=3)
-    c.add_argument("--quantize", default=None, choices=["int8"], help="minicraft's int8 weights")
+    c.add_argument("--quantize", default=None, choices=["int8", "auto"], help="minicraft's int8 weights (auto: "
+                   "where they measured faster on this CPU)")
     e = sub.add_parser("precision", help="bfloat16 and int8 against float32: logits and greedy tokens")
     e.add_argument("--size", default="small", choices=["small", "medium"])
     e.add_argument("--cache", default=str(ROOT / "benchmarks" / ".weights"))
@@ -377,7 +417,7 @@ def main():
     w = sub.add_parser("worker")
     w.add_argument("impl", choices=["minicraft", "transformers"])
     w.add_argument("folder")
-    w.add_argument("--quantize", default=None, choices=["int8"])
+    w.add_argument("--quantize", default=None, choices=["int8", "auto"])
     for q in (c, w):
         q.add_argument("--batch", type=int, default=1, help="prompts per generation")
     for q in (c, e, t, f):
@@ -387,7 +427,7 @@ def main():
         q.add_argument("--seconds", type=float, default={t: 2.0, f: 1.0}.get(q, 5.0))
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+        q.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"])
     args = p.parse_args()
     if getattr(args, "no_kernels", False):
         from minicraft.fast import kernels

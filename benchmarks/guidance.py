@@ -72,7 +72,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = MusicGen.get_pretrained(args.model, device="cpu", fast=True)
+    model = MusicGen.get_pretrained(args.model, device="cpu", dtype="float32", quantize=None, fast=True)
     clf = evaluate.train_classifier()
     clips = toyworld.sample_clips(args.clips, seed=args.seed, held_out=True)
     K = model.lm.config.num_codebooks

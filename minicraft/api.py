@@ -52,21 +52,26 @@ class GenModel:
 
     @classmethod
     def get_pretrained(cls, name: str | None = None, device: str | torch.device | None = None,
-                       dtype: str | torch.dtype | None = None, t5: str | None = None,
-                       quantize: str | None = None, fast: bool = False):
+                       dtype: str | torch.dtype | None = "auto", t5: str | None = None,
+                       quantize: str | None = "auto", fast: bool = False):
         """A model by short name, Hub id, or local folder in either official format.
 
         ``device``: "cuda", "mps" or "cpu" (default: the best available).
-        ``dtype``: float32 (default), float16 or bfloat16 where the device supports it.
+        ``dtype``: float32, float16 or bfloat16 where the device supports it.
         ``quantize``: "int8" stores the LM's linear weights as int8 (see
-        :mod:`minicraft.fast.int8`); activations stay in ``dtype``.
+        :mod:`minicraft.fast.int8`); activations stay in ``dtype``. None: as they are.
+        "auto" (both defaults): on a CPU with ``fast=True``, the fastest setting this CPU computes
+        accurately, measured once per machine (:mod:`minicraft.fast.machine`; ``minicraft info --device``);
+        elsewhere float32 and no quantization, the reference numbers.
         ``t5``: a folder with the T5 encoder, for audiocraft-format folders
         whose T5 is not in the Hugging Face cache.
         ``fast``: put :mod:`minicraft.fast` in place of the reference modules (C kernels on a CPU, the
         codec's polyphase convs and chunks); ``False`` keeps the code of the course, the code that runs.
         """
         device = pick_device(device)
-        dtype = pick_dtype(dtype, device)
+        if device.type != "cpu" or not fast:                 # "auto" measures the CPU's fast path only
+            dtype, quantize = (None if dtype == "auto" else dtype), (None if quantize == "auto" else quantize)
+        dtype = dtype if dtype == "auto" else pick_dtype(dtype, device)
         parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype, quantize=quantize)
         for module in (parts.lm, parts.conditioner, parts.codec):
             module.to(device).eval()

@@ -23,7 +23,7 @@ from minicraft.explorer.spec import spec_from
 from minicraft.files import slug
 from minicraft.formats.checkpoints import CheckpointError
 from minicraft.formats.loaders import fetch_model
-from minicraft.info import describe
+from minicraft.info import describe, describe_device
 from minicraft.progress import ProgressBar
 
 EXAMPLES = """\
@@ -35,6 +35,7 @@ examples:
   minicraft continue intro.wav "add drums" --duration 12 --out longer.wav
   minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
   minicraft info small
+  minicraft info --device                                 # this CPU, and what --dtype/--quantize auto pick
   minicraft explore "the sound of rain" --temperature 0.5 1 --cfg 1 3 --out grid/   # measured, in grid/report.html
   minicraft explore --help          # the parameter explorer: grids, specs, resuming
 
@@ -121,10 +122,12 @@ def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance strength (default 3)")
     p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable output")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
-    p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, or float16 on GPUs")
-    p.add_argument("--quantize", default=None, choices=["int8"],
-                   help="int8: the LM's weights in 8 bits, 4x smaller than float32 (faster where minicraft's "
-                        "kernels read them at memory speed; docs/speed.md has the figures per CPU)")
+    p.add_argument("--dtype", default="auto",
+                   help="auto (default: on a CPU, the fastest setting this CPU computes accurately, measured once; "
+                        "`minicraft info --device` shows it; float32 elsewhere), float32, bfloat16, or float16 on GPUs")
+    p.add_argument("--quantize", default="auto", choices=["auto", "int8", "none"],
+                   help="int8: the LM's weights in 8 bits, 4x smaller than float32; none: as stored; auto (default): "
+                        "int8 where it measured faster on this CPU (docs/speed.md has the figures per CPU)")
     p.add_argument("--out", default=None, help="output folder, or a .wav/.flac file for one prompt")
     p.add_argument("--format", default="wav", choices=["wav", "flac"], help="file format in a folder")
     p.add_argument("--normalize", default="loudness", choices=["loudness", "peak", "rms", "clip", "none"],
@@ -172,15 +175,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--yes", action="store_true", help="run a grid of more than 10 000 samples")
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
     d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
-    i = sub.add_parser("info", help="what a model is: files, sizes, sample rate, memory")
-    i.add_argument("name", help="tiny, small, medium, large, audiogen-medium, a Hub id or a folder")
+    i = sub.add_parser("info", help="what a model is (files, sizes, memory), or this CPU (--device)")
+    i.add_argument("name", nargs="?", help="tiny, small, medium, large, audiogen-medium, a Hub id or a folder")
+    i.add_argument("--device", action="store_true", help="this CPU: its instruction sets, memory speed, what each "
+                   "setting costs a step and what --dtype/--quantize auto pick (measured once, cached)")
+    i.add_argument("--remeasure", action="store_true", help="with --device: measure again instead of the cache")
     return p
 
 
 def model_from_args(args):
     cls, source = resolve(args.model)
-    model = cls.get_pretrained(source, device=args.device, dtype=args.dtype, quantize=args.quantize,
-                               fast=True)
+    model = cls.get_pretrained(source, device=args.device, dtype=args.dtype,
+                               quantize=None if args.quantize == "none" else args.quantize, fast=True)
     params = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_coef=args.cfg,
                   use_sampling=args.temperature > 0)
     if args.duration is not None:
@@ -327,6 +333,12 @@ def cmd_download(args) -> int:
 
 
 def cmd_info(args) -> int:
+    if args.device:
+        print(describe_device(refresh=args.remeasure))
+        if args.name is None:
+            return 0
+    elif args.name is None:
+        raise UserError("say what to describe: a model (minicraft info small) or this CPU (minicraft info --device).")
     cls, source = resolve(args.name)
     print(describe(source, cls))
     return 0

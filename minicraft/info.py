@@ -11,7 +11,8 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from minicraft.fast import kernels
+from minicraft.fast import kernels, machine
+from minicraft.files import cache_dir
 from minicraft.formats.checkpoints import CheckpointError, tensor_layout
 
 KNOWN = {
@@ -86,4 +87,26 @@ def describe(name: str, cls) -> str:
                      f"{human(params * 2)} in bfloat16/float16 (plus the KV cache, small next to it)")
     lines.append(f"  `minicraft generate` runs it on the fast path (minicraft.fast): {FAST_PATH}; "
                  f"the C kernels {'are off (MINICRAFT_KERNELS=0)' if not kernels.enabled else 'are built on first use'}")
+    return "\n".join(lines)
+
+
+def describe_device(refresh: bool = False) -> str:
+    """This CPU for ``minicraft info --device``: what it is, its memory's speed, each setting's cost, the choice."""
+    p = machine.profile(refresh=refresh)
+    lines = [f"CPU: {p.cpu.model}",
+             f"  vector instructions: {' '.join(p.cpu.flags) or 'none reported'}; native bfloat16: "
+             f"{'yes' if p.cpu.native_bf16 else 'no'}",
+             f"  minicraft's kernels: {p.kernels}, {p.threads} thread{'s' if p.threads > 1 else ''}",
+             f"  memory: {p.bandwidth_gbs:.1f} GB/s streaming read (the fastest of 5 sums over 256 MiB)",
+             f"one decoding step's products at musicgen-small's shapes ({p.layers} layers, 2 rows: one prompt "
+             "with CFG); the floor is the weights' bytes at that speed:",
+             f"  {'setting':16s} {'MB read':>8s} {'floor ms':>9s} {'measured ms':>12s} {'of the floor':>13s}"]
+    for name, ms in p.step_ms.items():
+        lines.append(f"  {name:16s} {p.step_mb[name]:8.0f} {p.floor_ms(name):9.1f} {ms:12.1f} "
+                     f"{p.floor_ms(name) / ms:12.0%}")
+    dtype, quantize = machine.SETTINGS[p.choice]
+    lines.append(f"--dtype auto --quantize auto pick {p.choice} (--dtype {dtype}"
+                 f"{' --quantize ' + quantize if quantize else ''}): {p.reason}.")
+    lines.append("  each model is measured at its own shapes the first time it loads; figures cached in "
+                 f"{cache_dir()} (--remeasure measures again)")
     return "\n".join(lines)

@@ -134,7 +134,8 @@ def prepare_folder(out: Path, spec: Spec):
 def model_for(spec: Spec):
     """The model, with every grid setting checked against it (top-k within its vocabulary...)."""
     cls, source = resolve(spec.model)
-    model = cls.get_pretrained(source, device=spec.device, dtype=spec.dtype, fast=True)
+    # float32 unless the spec says otherwise, not "auto": measures comparable from one CPU to another
+    model = cls.get_pretrained(source, device=spec.device, dtype=spec.dtype, quantize=None, fast=True)
     for temperature, top_k, top_p, cfg_coef in spec.settings():
         model.set_generation_params(duration=spec.duration, temperature=temperature, top_k=top_k, top_p=top_p,
                                     cfg_coef=cfg_coef)

@@ -3,21 +3,26 @@
  * A decoding step multiplies one or two rows of activations (two with
  * classifier-free guidance) by every weight of the LM. Each weight is used
  * once or twice, so the step is bound by how fast the weights can be read
- * from memory, not by arithmetic. PyTorch's CPU kernels read bfloat16 and
- * int8 weights at about half the rate they read float32 ones (measured in
- * benchmarks/README.md); these loops read them 1.5-3x faster than those, and
- * float32 ones about as fast as PyTorch (for layer_step, below). They
- * are plain C with AVX-512 intrinsics where the CPU has them and a portable
- * loop elsewhere (minicraft/fast/kernels.py compiles this file with -O3
- * -march=native), and OpenMP splits the output rows across PyTorch's threads.
+ * from memory, not by arithmetic; these loops aim at that floor (docs/speed.md
+ * measures how close they come on each instruction set).
  *
- * Not handled: more than MAX_ROWS activation rows (prefill uses PyTorch's
- * GEMM), transposed or strided layouts (callers pass contiguous tensors).
+ * One loop serves every CPU. It is written on a dozen vector operations (vload, vfma, vsum, ...: the next
+ * section), defined three times: AVX-512 (16 floats a vector), AVX2 with FMA (8) and ARM64 NEON (4). A
+ * CPU with none of them runs the scalar loops that finish every vector loop's tail. kernels.py compiles
+ * this file on the user's machine for the CPU it reports (-march=native), so which definitions apply is
+ * decided there, never by the machine the package was built on. OpenMP splits the output rows across
+ * PyTorch's threads; a compiler without OpenMP (Apple's clang) builds the same loops for one thread.
+ *
+ * Not handled: more than MAX_ROWS activation rows (prefill uses PyTorch's GEMM), transposed or strided
+ * layouts (callers pass contiguous tensors).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define MAX_ROWS 16      /* activation rows (kernels.py sends bfloat16 weights at most 4: PyTorch is faster beyond) */
 #define BLOCK 4         /* output rows per task: the dot4x2 functions below take four */
@@ -52,51 +57,162 @@ static inline void store(void *y, int y_bf16, int64_t index, float value) {
     else ((float *)y)[index] = value;
 }
 
-/* dot4x2: four weight rows u0..u3 against two activation rows x0, x1 (x1 may equal x0), length I:
- * out[r][m] = sum_i u_r[i] * x_m[i]. With AVX-512, 16 weights per instruction; the portable loop after
- * it finishes what is left (all of it on CPUs without AVX-512). */
+/* ---------------------------------------------------------------- the vector operations, per instruction set
+ *
+ * vec holds LANES float32 values.  vload(p): LANES floats;  vload_bf16(p), vload_int8(p): LANES bfloat16 or
+ * int8 values, as float32;  vfma(acc, a, b) = acc + a·b;  vsum(v): the lanes' sum;  vhmax(v): the largest
+ * lane;  vabs, vmin, vmax, vadd, vsub, vmul lane by lane;  vcopysign(m, s): |m| with the sign of s;
+ * vpick(table, j): lane k gets table[j_k] (j from vinterval(a) = trunc(2a), 0..7; for GELU's erf below).
+ * PREFETCH(p): ask for the cache line holding p, to be read soon. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
-static inline __m512 load16_bf16(const uint16_t *p) {      /* 16 bfloat16 -> 16 float32: shift into the top half */
+#define ISA "AVX-512"
+#define LANES 16
+typedef __m512 vec;
+typedef __m512i vidx;
+static inline vec vzero(void) { return _mm512_setzero_ps(); }
+static inline vec vset(float v) { return _mm512_set1_ps(v); }
+static inline vec vload(const float *p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float *p, vec v) { _mm512_storeu_ps(p, v); }
+static inline vec vload_bf16(const uint16_t *p) {           /* 16-bit lanes widened, shifted to the top half */
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
-static inline __m512 load16_int8(const int8_t *p) {
+static inline vec vload_int8(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
-#define FMA4X2(LOAD, OFFSET)                                                                                   \
-    {   const __m512 a = _mm512_loadu_ps(x0 + i + (OFFSET)), b = _mm512_loadu_ps(x1 + i + (OFFSET));         \
-        __m512 w = LOAD(u0 + i + (OFFSET)); s00 = _mm512_fmadd_ps(w, a, s00); s01 = _mm512_fmadd_ps(w, b, s01); \
-        w = LOAD(u1 + i + (OFFSET));        s10 = _mm512_fmadd_ps(w, a, s10); s11 = _mm512_fmadd_ps(w, b, s11); \
-        w = LOAD(u2 + i + (OFFSET));        s20 = _mm512_fmadd_ps(w, a, s20); s21 = _mm512_fmadd_ps(w, b, s21); \
-        w = LOAD(u3 + i + (OFFSET));        s30 = _mm512_fmadd_ps(w, a, s30); s31 = _mm512_fmadd_ps(w, b, s31); }
+static inline vec vfma(vec acc, vec a, vec b) { return _mm512_fmadd_ps(a, b, acc); }
+static inline vec vadd(vec a, vec b) { return _mm512_add_ps(a, b); }
+static inline vec vsub(vec a, vec b) { return _mm512_sub_ps(a, b); }
+static inline vec vmul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+static inline vec vmin(vec a, vec b) { return _mm512_min_ps(a, b); }
+static inline vec vmax(vec a, vec b) { return _mm512_max_ps(a, b); }
+static inline vec vabs(vec a) { return _mm512_abs_ps(a); }
+static inline vec vcopysign(vec m, vec s) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_andnot_si512(sign, _mm512_castps_si512(m)),
+                                               _mm512_and_si512(sign, _mm512_castps_si512(s))));
+}
+static inline float vsum(vec v) { return _mm512_reduce_add_ps(v); }
+static inline float vhmax(vec v) { return _mm512_reduce_max_ps(v); }
+static inline vidx vinterval(vec a) { return _mm512_cvttps_epi32(_mm512_add_ps(a, a)); }
+static inline vec vinterval_float(vidx j) { return _mm512_cvtepi32_ps(j); }
+static inline vec vpick(const float *table, vidx j) { return _mm512_permutexvar_ps(j, _mm512_loadu_ps(table)); }
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define ISA "AVX2+FMA"
+#define LANES 8
+typedef __m256 vec;
+typedef __m256i vidx;
+static inline vec vzero(void) { return _mm256_setzero_ps(); }
+static inline vec vset(float v) { return _mm256_set1_ps(v); }
+static inline vec vload(const float *p) { return _mm256_loadu_ps(p); }
+static inline void vstore(float *p, vec v) { _mm256_storeu_ps(p, v); }
+static inline vec vload_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+static inline vec vload_int8(const int8_t *p) {                 /* 8 bytes: _mm_loadl_epi64 reads no further */
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+static inline vec vfma(vec acc, vec a, vec b) { return _mm256_fmadd_ps(a, b, acc); }
+static inline vec vadd(vec a, vec b) { return _mm256_add_ps(a, b); }
+static inline vec vsub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+static inline vec vmul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+static inline vec vmin(vec a, vec b) { return _mm256_min_ps(a, b); }
+static inline vec vmax(vec a, vec b) { return _mm256_max_ps(a, b); }
+static inline vec vabs(vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static inline vec vcopysign(vec m, vec s) {
+    const vec sign = _mm256_set1_ps(-0.0f);
+    return _mm256_or_ps(_mm256_andnot_ps(sign, m), _mm256_and_ps(sign, s));
+}
+static inline float vsum(vec v) {                               /* 8 -> 4 -> 2 -> 1 */
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+static inline float vhmax(vec v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+static inline vidx vinterval(vec a) { return _mm256_cvttps_epi32(_mm256_add_ps(a, a)); }
+static inline vec vinterval_float(vidx j) { return _mm256_cvtepi32_ps(j); }
+static inline vec vpick(const float *table, vidx j) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(table), j); }
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define ISA "NEON"
+#define LANES 4
+typedef float32x4_t vec;
+typedef uint32x4_t vidx;
+static inline vec vzero(void) { return vdupq_n_f32(0); }
+static inline vec vset(float v) { return vdupq_n_f32(v); }
+static inline vec vload(const float *p) { return vld1q_f32(p); }
+static inline void vstore(float *p, vec v) { vst1q_f32(p, v); }
+static inline vec vload_bf16(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+static inline vec vload_int8(const int8_t *p) {                 /* 4 bytes, widened 8 -> 16 -> 32 bits */
+    int32_t four;
+    memcpy(&four, p, sizeof four);
+    const int8x8_t b = vreinterpret_s8_s32(vdup_n_s32(four));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(b))));
+}
+static inline vec vfma(vec acc, vec a, vec b) { return vfmaq_f32(acc, a, b); }
+static inline vec vadd(vec a, vec b) { return vaddq_f32(a, b); }
+static inline vec vsub(vec a, vec b) { return vsubq_f32(a, b); }
+static inline vec vmul(vec a, vec b) { return vmulq_f32(a, b); }
+static inline vec vmin(vec a, vec b) { return vminq_f32(a, b); }
+static inline vec vmax(vec a, vec b) { return vmaxq_f32(a, b); }
+static inline vec vabs(vec a) { return vabsq_f32(a); }
+static inline vec vcopysign(vec m, vec s) { return vbslq_f32(vdupq_n_u32(0x80000000u), s, m); }
+static inline float vsum(vec v) { return vaddvq_f32(v); }
+static inline float vhmax(vec v) { return vmaxvq_f32(v); }
+static inline vidx vinterval(vec a) { return vcvtq_u32_f32(vaddq_f32(a, a)); }
+static inline vec vinterval_float(vidx j) { return vcvtq_f32_u32(j); }
+static inline vec vpick(const float *table, vidx j) {          /* a byte table lookup: lane k takes bytes 4j..4j+3 */
+    const uint8x16x2_t bytes = {{vld1q_u8((const uint8_t *)table), vld1q_u8((const uint8_t *)(table + 4))}};
+    const uint8x16_t index = vreinterpretq_u8_u32(vmlaq_n_u32(vdupq_n_u32(0x03020100u), j, 0x04040404u));
+    return vreinterpretq_f32_u8(vqtbl2q_u8(bytes, index));
+}
+#define PREFETCH(p) __builtin_prefetch((p), 0, 3)
+
+#else
+#define ISA "scalar"                  /* no vector definitions: every loop below runs its scalar part */
+#endif
+
+/* dot4x2: four weight rows u0..u3 against two activation rows x0, x1 (x1 may equal x0), length I:
+ * out[r][m] = sum_i u_r[i] * x_m[i]. Each weight loaded serves both rows while it is in a register. */
+#if defined(LANES)
+#define FMA4X2(VLOAD, OFFSET)                                                                                  \
+    {   const vec a = vload(x0 + i + (OFFSET)), b = vload(x1 + i + (OFFSET));                                   \
+        vec w = VLOAD(u0 + i + (OFFSET)); s00 = vfma(s00, w, a); s01 = vfma(s01, w, b);                         \
+        w = VLOAD(u1 + i + (OFFSET));     s10 = vfma(s10, w, a); s11 = vfma(s11, w, b);                         \
+        w = VLOAD(u2 + i + (OFFSET));     s20 = vfma(s20, w, a); s21 = vfma(s21, w, b);                         \
+        w = VLOAD(u3 + i + (OFFSET));     s30 = vfma(s30, w, a); s31 = vfma(s31, w, b); }
 /* LINE weights fill a 64-byte cache line. While a line of each of the four rows is multiplied, the same
  * line of the next four rows is fetched (software prefetch): rows of 1-4 KB are too short for the
  * hardware prefetcher to get going, and without this the loop waits on memory half the time. */
-#define DOT4X2_WIDE(LOAD, LINE)                                                                            \
-    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s10 = s00, s11 = s00,                                     \
-           s20 = s00, s21 = s00, s30 = s00, s31 = s00;                                                     \
-    for (; i + LINE <= I; i += LINE) {                                                                     \
-        _mm_prefetch((const char *)(u0 + i + 4 * I), _MM_HINT_T0);                                         \
-        _mm_prefetch((const char *)(u1 + i + 4 * I), _MM_HINT_T0);                                         \
-        _mm_prefetch((const char *)(u2 + i + 4 * I), _MM_HINT_T0);                                         \
-        _mm_prefetch((const char *)(u3 + i + 4 * I), _MM_HINT_T0);                                         \
-        for (int k = 0; k < LINE; k += 16) FMA4X2(LOAD, k)                                                     \
+#define DOT4X2_VECTOR(WTYPE, VLOAD)                                                                        \
+    const int64_t line = 64 / (int64_t)sizeof(WTYPE);                                                      \
+    vec s00 = vzero(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;        \
+    for (; i + line <= I; i += line) {                                                                     \
+        PREFETCH(u0 + i + 4 * I); PREFETCH(u1 + i + 4 * I); PREFETCH(u2 + i + 4 * I); PREFETCH(u3 + i + 4 * I); \
+        for (int k = 0; k < line; k += LANES) FMA4X2(VLOAD, k)                                             \
     }                                                                                                      \
-    for (; i + 16 <= I; i += 16) FMA4X2(LOAD, 0)                                                               \
-    out[0][0] = _mm512_reduce_add_ps(s00); out[0][1] = _mm512_reduce_add_ps(s01);                          \
-    out[1][0] = _mm512_reduce_add_ps(s10); out[1][1] = _mm512_reduce_add_ps(s11);                          \
-    out[2][0] = _mm512_reduce_add_ps(s20); out[2][1] = _mm512_reduce_add_ps(s21);                          \
-    out[3][0] = _mm512_reduce_add_ps(s30); out[3][1] = _mm512_reduce_add_ps(s31);
+    for (; i + LANES <= I; i += LANES) FMA4X2(VLOAD, 0)                                                    \
+    out[0][0] = vsum(s00); out[0][1] = vsum(s01); out[1][0] = vsum(s10); out[1][1] = vsum(s11);            \
+    out[2][0] = vsum(s20); out[2][1] = vsum(s21); out[3][0] = vsum(s30); out[3][1] = vsum(s31);
 #else
-#define DOT4X2_WIDE(LOAD, LINE)
+#define DOT4X2_VECTOR(WTYPE, VLOAD)
 #endif
 
-#define DOT4X2(NAME, WTYPE, SCALAR, LOAD, LINE)                                                                  \
+#define DOT4X2(NAME, WTYPE, SCALAR, VLOAD)                                                                 \
 static inline void NAME(const WTYPE *u0, const WTYPE *u1, const WTYPE *u2, const WTYPE *u3,               \
                         const float *x0, const float *x1, int64_t I, float out[4][2]) {                    \
     int64_t i = 0;                                                                                         \
     for (int r = 0; r < 4; r++) out[r][0] = out[r][1] = 0;                                                 \
-    DOT4X2_WIDE(LOAD, LINE)                                                                                \
+    DOT4X2_VECTOR(WTYPE, VLOAD)                                                                            \
     for (; i < I; i++) {                                                                                   \
         const float w0 = SCALAR(u0[i]), w1 = SCALAR(u1[i]), w2 = SCALAR(u2[i]), w3 = SCALAR(u3[i]);        \
         out[0][0] += w0 * x0[i]; out[0][1] += w0 * x1[i]; out[1][0] += w1 * x0[i]; out[1][1] += w1 * x1[i];\
@@ -104,9 +220,9 @@ static inline void NAME(const WTYPE *u0, const WTYPE *u1, const WTYPE *u2, const
     }                                                                                                      \
 }
 #define AS_FLOAT(v) ((float)(v))
-DOT4X2(dot4x2_bf16, uint16_t, bf16_to_float, load16_bf16, 32)
-DOT4X2(dot4x2_int8, int8_t, AS_FLOAT, load16_int8, 64)
-DOT4X2(dot4x2_f32, float, AS_FLOAT, _mm512_loadu_ps, 16)
+DOT4X2(dot4x2_bf16, uint16_t, bf16_to_float, vload_bf16)
+DOT4X2(dot4x2_int8, int8_t, AS_FLOAT, vload_int8)
+DOT4X2(dot4x2_f32, float, AS_FLOAT, vload)
 
 /* y[m, o] = (sum_i x[m, i] w[o, i]) · scale[o] + bias[o], BLOCK output rows per task, split over threads.
  * Every weight read from memory serves two activation rows (a CFG pair) while it is in a register. */
@@ -135,39 +251,90 @@ ROWS(bf16_rows, uint16_t, dot4x2_bf16)
 ROWS(int8_rows, int8_t, dot4x2_int8)
 ROWS(f32_rows, float, dot4x2_f32)
 
-/* int8 weights against bfloat16 activations, in integers (AVX-512 VNNI). In float32 each int8 weight costs
- * a widening, a conversion and one multiply-add per activation row; with both cores streaming weights, that
- * arithmetic, not memory, sets the pace (benchmarks/README.md). vpdpwssd multiplies 32 int16 pairs and adds
- * them into 16 int32 sums in one instruction, after a single widening of the weights. So each activation row
- * is scaled by a power of two to 16-bit integers (|xq| <= 2^15): a bfloat16 value has 8 significant bits, so
- * every value at least 1/128 of the row's largest stays exact, and the others are rounded by at most
- * max|x|·2^-15. The int32 sums are exact (under 2^31 for up to 8192 inputs). float32 activations never come
- * here: they would lose more than float32 rounding does. */
-#define INT16_MAX_INPUTS 8192
+/* ---------------------------------------------------------------- int8 weights, bfloat16 rows: in integers
+ *
+ * In float32 each int8 weight costs a widening, a conversion and one multiply-add per activation row; with
+ * both cores streaming weights, that arithmetic, not memory, can set the pace. In integers, one instruction
+ * multiplies pairs of 16-bit values and adds each pair into a 32-bit sum, after a single widening of the
+ * weights: vpdpwssd (AVX-512 VNNI, and AVX-VNNI on newer AVX2 CPUs), vpmaddwd + vpaddd (AVX2), smlal (NEON).
+ * So each activation row is scaled by a power of two to 16-bit integers (|xq| <= 2^15): a bfloat16 value has
+ * 8 significant bits, so every value at least 1/128 of the row's largest stays exact, and the others are
+ * rounded by at most max|x|·2^-15. The sums are exact: each 32-bit lane adds at most 512 products
+ * (< 127·2^15·512 < 2^31) before it is added into a 64-bit total (CHUNK below). float32 activations never
+ * come here: they would lose more than float32 rounding does.
+ *
+ * i16: a vector of 16-bit integers; i32: of 32-bit sums.  load_int8_as_int16(p), load_int16(p): PAIRS·2
+ * values;  dot_pairs(acc, w, x): acc + the products w·x summed in adjacent pairs;  sum64(acc): the total. */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define INT16_FORM "vpdpwssd (AVX-512 VNNI)"
+#define INT16_LANES 32
+typedef __m512i i16;
+typedef __m512i i32;
+static inline i32 zero32(void) { return _mm512_setzero_si512(); }
+static inline i16 load_int8_as_int16(const int8_t *p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p)); }
+static inline i16 load_int16(const int16_t *p) { return _mm512_loadu_si512(p); }
+static inline i32 dot_pairs(i32 acc, i16 w, i16 x) { return _mm512_dpwssd_epi32(acc, w, x); }
+#elif defined(__AVX2__)
+#define INT16_LANES 16
+typedef __m256i i16;
+typedef __m256i i32;
+static inline i32 zero32(void) { return _mm256_setzero_si256(); }
+static inline i16 load_int8_as_int16(const int8_t *p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p)); }
+static inline i16 load_int16(const int16_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+#if defined(__AVXVNNI__)
+#define INT16_FORM "vpdpwssd (AVX-VNNI)"
+static inline i32 dot_pairs(i32 acc, i16 w, i16 x) { return _mm256_dpwssd_avx_epi32(acc, w, x); }
+#else
+#define INT16_FORM "vpmaddwd (AVX2)"
+static inline i32 dot_pairs(i32 acc, i16 w, i16 x) { return _mm256_add_epi32(acc, _mm256_madd_epi16(w, x)); }
+#endif
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#define INT16_FORM "smlal (NEON)"
+#define INT16_LANES 8
+typedef int16x8_t i16;
+typedef int32x4_t i32;
+static inline i32 zero32(void) { return vdupq_n_s32(0); }
+static inline i16 load_int8_as_int16(const int8_t *p) { return vmovl_s8(vld1_s8(p)); }
+static inline i16 load_int16(const int16_t *p) { return vld1q_s16(p); }
+static inline i32 dot_pairs(i32 acc, i16 w, i16 x) {
+    return vmlal_high_s16(vmlal_s16(acc, vget_low_s16(w), vget_low_s16(x)), w, x);
+}
+#endif
+
+#if defined(INT16_LANES)
+#define CHUNK 2048          /* inputs per 32-bit sum: each lane adds at most 512 products (4 lanes on NEON) */
+static inline int64_t sum64(i32 acc) {
+    int32_t lanes[sizeof(i32) / sizeof(int32_t)];
+    int64_t total = 0;
+    memcpy(lanes, &acc, sizeof lanes);
+    for (size_t k = 0; k < sizeof lanes / sizeof *lanes; k++) total += lanes[k];
+    return total;
+}
+
 static inline void dot4x2_int16(const int8_t *u0, const int8_t *u1, const int8_t *u2, const int8_t *u3,
-                                const int16_t *x0, const int16_t *x1, int64_t I, int32_t out[4][2]) {
-    __m512i s00 = _mm512_setzero_si512(), s01 = s00, s10 = s00, s11 = s00,   /* s{row}{x}: 16 int32 sums each */
-            s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+                                const int16_t *x0, const int16_t *x1, int64_t I, int64_t out[4][2]) {
+    for (int r = 0; r < 4; r++) out[r][0] = out[r][1] = 0;
     int64_t i = 0;
-#define DPWSSD(U, S0, S1)                                                   /* 32 weights of row U, both x */ \
-    { const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)((U) + i + k)));            \
-      S0 = _mm512_dpwssd_epi32(S0, w, a); S1 = _mm512_dpwssd_epi32(S1, w, b); }
-    for (; i + 64 <= I; i += 64) {                      /* a cache line of each row; prefetch as in DOT4X2_WIDE */
-        _mm_prefetch((const char *)(u0 + i + 4 * I), _MM_HINT_T0);
-        _mm_prefetch((const char *)(u1 + i + 4 * I), _MM_HINT_T0);
-        _mm_prefetch((const char *)(u2 + i + 4 * I), _MM_HINT_T0);
-        _mm_prefetch((const char *)(u3 + i + 4 * I), _MM_HINT_T0);
-        for (int k = 0; k < 64; k += 32) {
-            const __m512i a = _mm512_loadu_si512(x0 + i + k), b = _mm512_loadu_si512(x1 + i + k);
-            DPWSSD(u0, s00, s01) DPWSSD(u1, s10, s11) DPWSSD(u2, s20, s21) DPWSSD(u3, s30, s31)
+#define PAIRS(U, S0, S1) { const i16 w = load_int8_as_int16((U) + i + k); S0 = dot_pairs(S0, w, a); S1 = dot_pairs(S1, w, b); }
+    while (i + INT16_LANES <= I) {
+        const int64_t end = i + CHUNK < I ? i + CHUNK : I;
+        i32 s00 = zero32(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+        for (; i + 64 <= end; i += 64) {                /* a cache line of each row; prefetch as in dot4x2 */
+            PREFETCH(u0 + i + 4 * I); PREFETCH(u1 + i + 4 * I); PREFETCH(u2 + i + 4 * I); PREFETCH(u3 + i + 4 * I);
+            for (int k = 0; k < 64; k += INT16_LANES) {
+                const i16 a = load_int16(x0 + i + k), b = load_int16(x1 + i + k);
+                PAIRS(u0, s00, s01) PAIRS(u1, s10, s11) PAIRS(u2, s20, s21) PAIRS(u3, s30, s31)
+            }
         }
+        for (; i + INT16_LANES <= end; i += INT16_LANES) {    /* the last vectors, less than a line */
+            const int k = 0;                                  /* PAIRS reads at i + k */
+            const i16 a = load_int16(x0 + i), b = load_int16(x1 + i);
+            PAIRS(u0, s00, s01) PAIRS(u1, s10, s11) PAIRS(u2, s20, s21) PAIRS(u3, s30, s31)
+        }
+        out[0][0] += sum64(s00); out[0][1] += sum64(s01); out[1][0] += sum64(s10); out[1][1] += sum64(s11);
+        out[2][0] += sum64(s20); out[2][1] += sum64(s21); out[3][0] += sum64(s30); out[3][1] += sum64(s31);
     }
-#undef DPWSSD
-    out[0][0] = _mm512_reduce_add_epi32(s00); out[0][1] = _mm512_reduce_add_epi32(s01);
-    out[1][0] = _mm512_reduce_add_epi32(s10); out[1][1] = _mm512_reduce_add_epi32(s11);
-    out[2][0] = _mm512_reduce_add_epi32(s20); out[2][1] = _mm512_reduce_add_epi32(s21);
-    out[3][0] = _mm512_reduce_add_epi32(s30); out[3][1] = _mm512_reduce_add_epi32(s31);
+#undef PAIRS
     for (; i < I; i++) {
         const int32_t w0 = u0[i], w1 = u1[i], w2 = u2[i], w3 = u3[i];
         out[0][0] += w0 * x0[i]; out[0][1] += w0 * x1[i]; out[1][0] += w1 * x0[i]; out[1][1] += w1 * x1[i];
@@ -177,19 +344,21 @@ static inline void dot4x2_int16(const int8_t *u0, const int8_t *u1, const int8_t
 
 /* One row [I] as integers: xq = round(x · 2^s), |xq| <= 2^15. Returns 2^-s (0 for a row of zeros), or -1 if
  * the row holds an infinity or a NaN (the float32 loop keeps those as PyTorch would) or is too small to scale.
- * Vectorised: it runs before every product, on one thread. */
+ * It runs before every product, on one thread, so its loops are vectors too. */
 static float to_int16(const float *x, int16_t *xq, int64_t I) {
-    __m512 big16 = _mm512_setzero_ps(), poison16 = big16;
+    float big = 0, poison = 0;
     int64_t i = 0;
-    for (; i + 16 <= I; i += 16) {
-        const __m512 v = _mm512_loadu_ps(x + i);
-        poison16 = _mm512_add_ps(poison16, _mm512_mul_ps(v, _mm512_setzero_ps()));   /* NaN if inf or NaN */
-        big16 = _mm512_max_ps(big16, _mm512_abs_ps(v));
+    vec big_v = vzero(), poison_v = vzero();
+    for (; i + LANES <= I; i += LANES) {
+        const vec v = vload(x + i);
+        poison_v = vfma(poison_v, v, vzero());            /* NaN if inf or NaN */
+        big_v = vmax(big_v, vabs(v));
     }
-    float big = _mm512_reduce_max_ps(big16), poison = _mm512_reduce_add_ps(poison16);
-    for (int64_t j = i; j < I; j++) {
-        poison += x[j] * 0.0f;
-        big = fmaxf(big, fabsf(x[j]));
+    big = vhmax(big_v);
+    poison = vsum(poison_v);
+    for (; i < I; i++) {
+        poison += x[i] * 0.0f;
+        big = fmaxf(big, fabsf(x[i]));
     }
     if (poison != 0 || big != big) return -1;
     if (big == 0) {
@@ -200,10 +369,24 @@ static float to_int16(const float *x, int16_t *xq, int64_t I) {
     frexpf(big, &e);                                    /* big = f·2^e, f in [0.5, 1): big·2^(15-e) < 2^15 */
     if (15 - e > 127) return -1;                        /* a row under 2^-112: 2^(15-e) is no float32 */
     const float up = ldexpf(1.0f, 15 - e);              /* a power of two: the products are exact */
-    const __m512 up16 = _mm512_set1_ps(up);
-    for (i = 0; i + 16 <= I; i += 16)                   /* round to nearest even, saturate to int16 */
+    i = 0;
+#if defined(__AVX512F__)                                /* round to nearest even, saturate to int16 */
+    for (; i + 16 <= I; i += 16)
         _mm256_storeu_si256((__m256i *)(xq + i),
-                            _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), up16))));
+                            _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vset(up)))));
+#elif defined(__AVX2__)
+    for (; i + 16 <= I; i += 16) {                      /* packs interleaves 128-bit halves: permute them back */
+        const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vset(up)));
+        const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vset(up)));
+        _mm256_storeu_si256((__m256i *)(xq + i), _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8));
+    }
+#elif defined(__aarch64__)
+    for (; i + 8 <= I; i += 8) {
+        const int32x4_t lo = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i), up));
+        const int32x4_t hi = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i + 4), up));
+        vst1q_s16(xq + i, vcombine_s16(vqmovn_s32(lo), vqmovn_s32(hi)));
+    }
+#endif
     for (; i < I; i++) {
         const long v = lrintf(x[i] * up);
         xq[i] = (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v);
@@ -215,7 +398,6 @@ static float to_int16(const float *x, int16_t *xq, int64_t I) {
  * the integer form does not apply, and the caller takes the float32 loop. */
 static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale, const float *bias,
                            void *y, int y_bf16, int M, int64_t O, int64_t I) {
-    if (I > INT16_MAX_INPUTS) return -1;
     int16_t *xq = malloc((size_t)(M * I) * sizeof *xq);
     float factor[MAX_ROWS];
     if (!xq) return -1;
@@ -230,7 +412,7 @@ static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale,
         for (int r = 0; r < BLOCK; r++) u[r] = w + (o0 + r < O ? o0 + r : O - 1) * I;   /* tail: repeat */
         for (int m = 0; m < M; m += 2) {
             const int16_t *x0 = xq + m * I, *x1 = m + 1 < M ? x0 + I : x0;
-            int32_t out[BLOCK][2];
+            int64_t out[BLOCK][2];
             dot4x2_int16(u[0], u[1], u[2], u[3], x0, x1, I, out);
             for (int r = 0; r < BLOCK && o0 + r < O; r++)
                 for (int k = 0; k < 2 && m + k < M; k++) {
@@ -244,9 +426,10 @@ static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale,
     return 0;
 }
 #else
+#define INT16_FORM "none (the float32 loop)"
 static int int8_rows_int16(const float *xf, const int8_t *w, const float *scale, const float *bias,
                            void *y, int y_bf16, int M, int64_t O, int64_t I) {
-    return -1;                                          /* no VNNI: the float32 loop */
+    return -1;                                          /* no integer vectors: the float32 loop */
 }
 #endif
 
@@ -255,6 +438,17 @@ static void int8_product(const float *xf, int x_bf16, const int8_t *w, const flo
                          void *y, int y_bf16, int M, int64_t O, int64_t I) {
     if (!x_bf16 || int8_rows_int16(xf, w, scale, bias, y, y_bf16, M, O, I) != 0)
         int8_rows(xf, w, scale, bias, y, y_bf16, M, O, I);
+}
+
+/* What this build is: its vector instructions, the integer form, and how many threads its loops use. */
+const char *kernel_isa(void) { return ISA ", int8 x bfloat16: " INT16_FORM; }
+
+int kernel_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
 }
 
 /* Entry points (ctypes). x [M, I] and y [M, O] are float32 (flag 0) or bfloat16 (flag 1);
@@ -358,13 +552,11 @@ static void layer_norm(const float *x, const float *w, const float *b, float eps
 static inline float dot_key(const float *q, const void *k, int bf16, int64_t n) {
     int64_t i = 0;
     float s = 0;
-#if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
-        const __m512 kv = bf16 ? load16_bf16((const uint16_t *)k + i) : _mm512_loadu_ps((const float *)k + i);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), kv, acc);
-    }
-    s = _mm512_reduce_add_ps(acc);
+#if defined(LANES)
+    vec acc = vzero();
+    for (; i + LANES <= n; i += LANES)
+        acc = vfma(acc, vload(q + i), bf16 ? vload_bf16((const uint16_t *)k + i) : vload((const float *)k + i));
+    s = vsum(acc);
 #endif
     for (; i < n; i++) s += q[i] * act_at(k, bf16, i);
     return s;
@@ -372,12 +564,10 @@ static inline float dot_key(const float *q, const void *k, int bf16, int64_t n) 
 
 static inline void add_value(float p, const void *v, int bf16, float *acc, int64_t n) {
     int64_t i = 0;
-#if defined(__AVX512F__)
-    const __m512 pv = _mm512_set1_ps(p);
-    for (; i + 16 <= n; i += 16) {
-        const __m512 vv = bf16 ? load16_bf16((const uint16_t *)v + i) : _mm512_loadu_ps((const float *)v + i);
-        _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(pv, vv, _mm512_loadu_ps(acc + i)));
-    }
+#if defined(LANES)
+    const vec pv = vset(p);
+    for (; i + LANES <= n; i += LANES)
+        vstore(acc + i, vfma(vload(acc + i), pv, bf16 ? vload_bf16((const uint16_t *)v + i) : vload((const float *)v + i)));
 #endif
     for (; i < n; i++) acc[i] += p * act_at(v, bf16, i);
 }
@@ -450,20 +640,16 @@ void gelu(const float *x, float *y, int64_t n, int bf16) {
     for (int64_t i0 = 0; i0 < n; i0 += 256) {
         const int64_t end = i0 + 256 < n ? i0 + 256 : n;
         int64_t i = i0;
-#if defined(__AVX512F__)
-        for (; i + 16 <= end; i += 16) {
-            const __m512 v = _mm512_loadu_ps(x + i), z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
-            const __m512 a = _mm512_min_ps(_mm512_abs_ps(z), _mm512_set1_ps(3.999f));
-            const __m512i j = _mm512_cvttps_epi32(_mm512_add_ps(a, a));                       /* interval 0..7 */
-            const __m512 u = _mm512_sub_ps(a, _mm512_fmadd_ps(_mm512_cvtepi32_ps(j), _mm512_set1_ps(0.5f),
-                                                              _mm512_set1_ps(0.25f)));
-            __m512 p = _mm512_permutexvar_ps(j, _mm512_loadu_ps(ERF_POLY[8]));
-            for (int k = 7; k >= 0; k--)                    /* Horner, each lane with its interval's row */
-                p = _mm512_fmadd_ps(p, u, _mm512_permutexvar_ps(j, _mm512_loadu_ps(ERF_POLY[k])));
-            const __m512 sign = _mm512_and_ps(z, _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u)));
-            const __m512 erf = _mm512_or_ps(_mm512_min_ps(p, _mm512_set1_ps(1.0f)), sign);      /* erf(x/√2) */
-            const __m512 half_x = _mm512_mul_ps(_mm512_set1_ps(0.5f), v);
-            _mm512_storeu_ps(y + i, _mm512_mul_ps(half_x, _mm512_add_ps(_mm512_set1_ps(1.0f), erf)));
+#if defined(LANES)
+        for (; i + LANES <= end; i += LANES) {                  /* the scalar loop below, LANES at a time */
+            const vec v = vload(x + i), z = vmul(v, vset(0.70710678118654752f));
+            const vec a = vmin(vabs(z), vset(3.999f));
+            const vidx j = vinterval(a);                                                       /* interval 0..7 */
+            const vec u = vsub(a, vfma(vset(0.25f), vinterval_float(j), vset(0.5f)));
+            vec p = vpick(ERF_POLY[8], j);
+            for (int k = 7; k >= 0; k--) p = vfma(vpick(ERF_POLY[k], j), p, u);   /* Horner, each lane its row */
+            const vec erf = vcopysign(vmin(p, vset(1.0f)), z);                                  /* erf(x/√2) */
+            vstore(y + i, vmul(vmul(vset(0.5f), v), vadd(vset(1.0f), erf)));
         }
 #endif
         for (; i < end; i++) {

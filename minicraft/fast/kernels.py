@@ -1,29 +1,29 @@
-"""minicraft's C kernels: matrix-vector products for decoding on a CPU (bfloat16, int8 and float32 weights).
+"""minicraft's C kernels: matrix-vector products for decoding on a CPU (float32, bfloat16 and int8 weights).
 
 A decoding step multiplies one or two rows of activations by every weight of
-the LM, so it lasts as long as reading the weights takes. PyTorch's CPU kernels
-read float32 weights at memory speed but bfloat16 and int8 ones more slowly, which
-undoes much of what the smaller weights were for (``benchmarks/README.md`` has the
-figures). ``kernels.c`` is a plain loop that reads them at memory speed; this module compiles it once with the system's C compiler
+the LM, so it lasts as long as reading the weights takes. ``kernels.c`` reads
+them at close to memory speed with the vector instructions of the CPU it runs
+on: AVX-512, AVX2 with FMA, or ARM64 NEON (plain C elsewhere). This module
+compiles it once, on the user's machine, for the CPU that machine reports
 (``cc -O3 -march=native -fopenmp``, cached under ``~/.cache/minicraft``) and
-calls it through ctypes. ``MINICRAFT_MARCH`` sets the target instead of ``native`` (``x86-64-v3``: AVX2 and
-FMA, no AVX-512), and the cache key holds what the compiler made of the target, so a shared home directory
-serves nodes of different CPUs, each its own build. A compiler that cannot build it (none, or no OpenMP as
-with Apple's clang) means PyTorch's kernels, said once in one line on stderr.
+calls it through ctypes. ``MINICRAFT_MARCH`` names another target instead
+(``x86-64-v3``: AVX2 and FMA, no AVX-512), and the cache key holds what the
+compiler made of the target, so a home directory shared by nodes of different
+CPUs serves each its own build. A compiler without OpenMP (Apple's clang)
+builds the same loops for one thread, said in one line on stderr; without a
+compiler at all, everything runs through PyTorch, also said in one line.
 
 :func:`linear` is ``F.linear`` with that shortcut: it takes the kernel only
 when it applies (CPU tensors, bfloat16 weights with at most 4 rows or int8
-ones with at most 16, contiguous) and ``enabled`` is true, and otherwise calls PyTorch. Without a C
-compiler everything still works, through PyTorch. A float32 product alone goes
-to PyTorch, which already reads float32 weights at memory speed; float32 layers
-take the float32 loop only inside ``layer_step`` (below).
+ones with at most 16, contiguous) and ``enabled`` is true, and otherwise calls PyTorch. A float32 product
+alone goes to PyTorch; float32 layers take the float32 loop inside ``layer_step`` (below).
 
-With bfloat16 activations, int8 weights are multiplied as 16-bit integers where the CPU has AVX-512 VNNI
-(each activation row scaled by a power of two; ``kernels.c`` states the error), because in float32 the
-conversions, not memory, set the pace on two cores.
+With bfloat16 activations, int8 weights are multiplied as 16-bit integers (each activation row scaled by a
+power of two; ``kernels.c`` states the error), because in float32 the conversions, not memory, can set the pace.
 
 ``kernels.c`` also holds ``layer_step``, a whole transformer layer's decoding step in one call, built on
-the same products (and a float32 one); :mod:`minicraft.fast.layer_step` says when it takes over.
+the same products; :mod:`minicraft.fast.layer_step` says when it takes over. :func:`build_info` says
+which instruction set and how many threads this machine's build uses.
 """
 from __future__ import annotations
 
@@ -55,6 +55,15 @@ def target_flags() -> list[str]:
     return [f"-march={os.environ.get('MINICRAFT_MARCH') or 'native'}"]
 
 
+def targets() -> list[list[str]]:
+    """Targets to try in order: ``target_flags()``; without MINICRAFT_MARCH, also ``-mcpu=native`` and the
+    compiler's own default, for compilers that know no ``-march=native`` (older clang on ARM64, where NEON is
+    in every target anyway)."""
+    if os.environ.get("MINICRAFT_MARCH"):
+        return [target_flags()]
+    return [target_flags(), ["-mcpu=native"], []]
+
+
 def target_macros(compiler: str, target: list[str]) -> str | None:
     """What ``target`` means to this compiler on this CPU: its predefined macros (``__AVX512F__``...).
 
@@ -70,12 +79,12 @@ def target_macros(compiler: str, target: list[str]) -> str | None:
     return "\n".join(lines) if done.returncode == 0 and lines else None
 
 
-def _fallback(reason: str) -> None:
-    """Say once, in one line, why products go to PyTorch instead of the kernels."""
+def _fallback(reason: str, instead: bool = True) -> None:
+    """Say once, in one line, why products go to PyTorch instead of the kernels (or run on one thread)."""
     global _warned
     if not _warned:
-        print(f"minicraft: {reason}; using PyTorch's kernels instead (slower on a CPU).",
-              file=sys.stderr)
+        suffix = "; using PyTorch's kernels instead (slower on a CPU)" if instead else ""
+        print(f"minicraft: {reason}{suffix}.", file=sys.stderr)
         _warned = True
 
 
@@ -86,33 +95,51 @@ def compile_kernels() -> Path | None:
         _fallback("minicraft's CPU kernels are not built on Windows" if sys.platform == "win32"
                   else "no C compiler found (cc, gcc, clang or $CC) to build minicraft's CPU kernels")
         return None
-    target = target_flags()
-    macros = target_macros(compiler, target)
-    if macros is None:
-        _fallback(f"the C compiler {compiler!r} does not run or does not accept {' '.join(target)}")
+    for target in targets():
+        macros = target_macros(compiler, target)
+        if macros is not None:
+            break
+    else:
+        _fallback(f"the C compiler {compiler!r} does not run or does not accept {' '.join(target_flags())}")
         return None
-    flags = ["-O3", *target, "-fPIC", "-shared", "-fopenmp"]
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join([compiler, *flags]).encode(),
-                                      macros.encode()])).hexdigest()[:16]
-    target_path = cache_dir() / f"kernels-{key}.so"
-    if target_path.is_file():
-        return target_path
+
+    def path(threads: list[str]) -> tuple[list[str], Path]:
+        flags = ["-O3", *target, "-fPIC", "-shared", *threads]
+        key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join([compiler, *flags]).encode(),
+                                          macros.encode()])).hexdigest()[:16]
+        return flags, cache_dir() / f"kernels-{key}.so"
+
+    (flags, parallel), (single_flags, single) = path(["-fopenmp"]), path([])
+    one_thread = f"{compiler} has no OpenMP, so minicraft's CPU kernels run on one thread"
+    if parallel.is_file():
+        return parallel
+    if single.is_file():                          # an earlier run found no OpenMP here
+        _fallback(one_thread, instead=False)
+        return single
     try:
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target_path.parent) as tmp:
-            out = Path(tmp) / target_path.name
-            done = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(out), "-lm"], capture_output=True,
-                                  text=True)
-            if done.returncode != 0 or not out.is_file():
-                # Without OpenMP (Apple's clang) the kernels would run on one thread: PyTorch is faster then.
-                first = (done.stderr.strip().splitlines() or ["no library written"])[0]
-                _fallback(f"{compiler} could not build minicraft's CPU kernels with OpenMP ({first})")
-                return None
-            out.replace(target_path)                                    # atomic: never a half-written library
-    except OSError as error:                                            # unwritable cache, CC not runnable
-        _fallback(f"minicraft's CPU kernels could not be built in {cache_dir()} ({error})")
+        error = _build(compiler, flags, parallel)
+        if error is None:
+            return parallel
+        if _build(compiler, single_flags, single) is None:     # Apple's clang: the same loops, one thread
+            _fallback(f"{one_thread} ({error})", instead=False)
+            return single
+    except OSError as failure:                                  # unwritable cache, CC not runnable
+        _fallback(f"minicraft's CPU kernels could not be built in {cache_dir()} ({failure})")
         return None
-    return target_path
+    _fallback(f"{compiler} could not build minicraft's CPU kernels ({error})")
+    return None
+
+
+def _build(compiler: str, flags: list[str], target_path: Path) -> str | None:
+    """Compile into ``target_path`` (atomically: never a half-written library); the compiler's first error line."""
+    target_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target_path.parent) as tmp:
+        out = Path(tmp) / target_path.name
+        done = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(out), "-lm"], capture_output=True, text=True)
+        if done.returncode != 0 or not out.is_file():
+            return (done.stderr.strip().splitlines() or ["no library written"])[0]
+        out.replace(target_path)
+    return None
 
 
 def library():
@@ -140,7 +167,17 @@ def library():
             _library.linear_int8.argtypes = [ptr, flag, ptr, ptr, ptr, ptr, flag, i64, i64, i64]
             _library.layer_step.argtypes = [ptr, ptr, ptr]
             _library.gelu.argtypes = [ptr, ptr, i64, flag]
+            _library.kernel_isa.restype = ctypes.c_char_p
+            _library.kernel_threads.restype = ctypes.c_int
     return _library or None
+
+
+def build_info() -> dict | None:
+    """This machine's build: its instruction set and integer form (``isa``), threads, and file; None if none."""
+    lib = library() if enabled else None
+    if lib is None:
+        return None
+    return dict(isa=lib.kernel_isa().decode(), threads=lib.kernel_threads(), path=lib._name)
 
 
 def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -33,6 +33,7 @@ from minicraft.models.codec import Encodec
 from minicraft.models.conditioning import TextConditioner
 from minicraft.models.lm import LM, LMConfig
 from minicraft.fast.int8 import int8_modules, quantize_lm_int8, quantize_rows
+from minicraft.fast.machine import auto_setting
 from minicraft.modules.tokenizer import T5Tokenizer
 
 AUDIOCRAFT_FILES = ["state_dict.bin", "compression_state_dict.bin"]
@@ -86,10 +87,12 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
                     dtype: torch.dtype | None = None, quantize: str | None = None) -> Components:
     """Parts of a model from a local folder (either format) or a Hub id.
 
-    ``quantize="int8"``: the LM's linear weights in int8 (:mod:`minicraft.fast.int8`).
+    ``quantize="int8"``: the LM's linear weights in int8 (:mod:`minicraft.fast.int8`). ``dtype`` or
+    ``quantize`` "auto": what is fastest on this CPU for this LM's shapes (:mod:`minicraft.fast.machine`),
+    chosen once the config says what they are.
     """
-    if quantize not in (None, "int8"):
-        raise ValueError(f"unknown quantize={quantize!r}; use 'int8' or None.")
+    if quantize not in (None, "int8", "auto"):
+        raise ValueError(f"unknown quantize={quantize!r}; use 'int8', 'auto' or None.")
     folder = Path(name).expanduser()
     if not folder.is_dir():
         if folder.name == "tiny" and folder.parent.name == "assets":
@@ -126,6 +129,7 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
                               f"({sorted(config.get('conditioners', {}))}); minicraft supports text only "
                               "(not musicgen-melody's chroma or style conditioning).")
     lm_config = LMConfig.from_audiocraft(config)
+    dtype, quantize = resolve_auto(dtype, quantize, lm_config)
     check_counts(path, {"num_layers": lm_config.num_layers, "n_q": lm_config.num_codebooks}, list(lm_state),
                  {"num_layers": r"transformer\.layers\.(\d+)\.", "n_q": r"emb\.(\d+)\."})
     lm, targets = empty_lm(lm_config, quantize)
@@ -179,6 +183,7 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
                  tensor_names(weights), {"num_hidden_layers": r"decoder\.model\.decoder\.layers\.(\d+)\.",
                                          "num_codebooks": r"decoder\.model\.decoder\.embed_tokens\.(\d+)\.",
                                          "text_encoder.num_layers": r"text_encoder\.encoder\.block\.(\d+)\."})
+    dtype, quantize = resolve_auto(dtype, quantize, lm_config)
     single, packed = hf_names(lm_config)
     lm, targets = empty_lm(lm_config, quantize)
     int8 = {module: packed.get(weight) or [single[weight]] for module, weight in targets.items()}   # the file's
@@ -219,6 +224,17 @@ def tokenizer_for(folder: Path) -> T5Tokenizer:
 
 
 # ---------------------------------------------------------------- shared steps
+
+def resolve_auto(dtype, quantize: str | None, config: LMConfig) -> tuple[torch.dtype | None, str | None]:
+    """``dtype``/``quantize`` with "auto" replaced by this CPU's fastest setting for the LM's shapes."""
+    if "auto" not in (dtype, quantize):
+        return dtype, quantize
+    name = {None: "float32", torch.float32: "float32", torch.bfloat16: "bfloat16"}.get(dtype, dtype)
+    if name not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"quantize='auto' chooses among float32 and bfloat16 rows, not {dtype}.")
+    name, quantize = auto_setting(name, quantize, config.dim, config.ffn_dim, config.num_layers)
+    return getattr(torch, name), quantize
+
 
 def empty_lm(config: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]]:
     """The LM on the ``meta`` device (shapes, no memory) for a checkpoint's tensors to be assigned to.

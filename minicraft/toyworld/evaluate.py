@@ -325,7 +325,8 @@ def main(argv=None):
     clf = train_classifier(degraded_copies=args.degraded_copies)
     clips, audio, labels = labelled_audio(args.clips, seed=args.seed, held_out=True)
     real = accuracy(clf, audio, labels)
-    model = MusicGen.get_pretrained(args.model, device="cpu", fast=True)
+    # float32, not "auto": figures comparable from one CPU to another
+    model = MusicGen.get_pretrained(args.model, device="cpu", dtype="float32", quantize=None, fast=True)
     print(f"attribute classifier on held-out real clips: {100 * real:.1f}% of {len(clips)}")
     print("on the same clips degraded: " + ", ".join(
         f"{name} {100 * accuracy(clf, wav, labels):.1f}%" for name, wav in unseen_degradations(audio).items()))

@@ -18,6 +18,7 @@ from minicraft.fast.int8 import Int8Linear, quantize_rows
 from minicraft.fast.precision import compare
 from minicraft.modules import attention as attention_module
 
+FLOAT32 = dict(dtype="float32", quantize=None)      # not "auto": the same setting on every CPU
 PROMPTS = ["a fast high chiptune melody in major", "the sound of rain", "a slow low flute melody in minor",
            "ticking clock"]
 
@@ -29,7 +30,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def fast():
-    return MusicGen.get_pretrained("tiny", device="cpu", fast=True)
+    return MusicGen.get_pretrained("tiny", device="cpu", fast=True, **FLOAT32)
 
 
 def greedy(model, prompts=PROMPTS, duration=1.0):
@@ -59,7 +60,7 @@ def test_a_learners_edit_runs_on_the_reference_path():
 
 
 def test_on_the_fast_path_an_edit_is_refused_naming_the_replaced_modules():
-    model = MusicGen.get_pretrained("tiny", device="cpu", fast=True)
+    model = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **FLOAT32)
     model.lm.transformer.layers[1].activation = torch.nn.ReLU()
     with pytest.raises(layerstep.EditedLayer, match=r"lm\.transformer\.layers\.1\.activation is now ReLU\(\).*"
                        r"FastTransformerLayer.*restore\(model\)"):
@@ -118,7 +119,7 @@ def test_quantize_rows_error_is_half_a_step():
 def test_reduced_precision_within_stated_error(reference, kwargs, max_mean_diff, min_teacher_forced, use_kernels,
                                                monkeypatch):
     monkeypatch.setattr(kernels, "enabled", use_kernels)
-    candidate = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **kwargs)
+    candidate = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **{**FLOAT32, **kwargs})
     report = compare(reference, candidate, PROMPTS, steps=100)
     assert report.mean_logit_diff <= max_mean_diff
     assert report.teacher_forced_agreement >= min_teacher_forced
@@ -150,7 +151,7 @@ def test_static_cache_gives_the_plain_tokens(reference, settings):
 
 
 def test_static_cache_continues_and_generates_unconditionally():
-    model = MusicGen.get_pretrained("tiny", device="cpu", fast=True)
+    model = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **FLOAT32)
     tokens = {}
     prompt = torch.sin(torch.arange(8000) / 16000 * 2 * torch.pi * 440)[None, None]   # 0.5 s of A4
     for decoding in ("plain", "static"):
@@ -190,12 +191,12 @@ def test_decoding_steps_use_the_kernels(monkeypatch):
 
     monkeypatch.setattr(kernels, "kernel_linear", counting_product)
     monkeypatch.setattr(layerstep, "layer_step", counting_layer)
-    model = MusicGen.get_pretrained("tiny", device="cpu", fast=True)       # float32: layer_step, PyTorch's heads
+    model = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **FLOAT32)       # float32: layer_step, PyTorch's heads
     model.set_generation_params(duration=0.2)
     model.generate(PROMPTS[:1])
     assert (products[torch.float32], layer_steps[torch.float32]) == (0, 12 * 4), (products, layer_steps)
     for kwargs, dtype in ((dict(dtype="bfloat16"), torch.bfloat16), (dict(quantize="int8"), torch.int8)):
-        model = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **kwargs)
+        model = MusicGen.get_pretrained("tiny", device="cpu", fast=True, **{**FLOAT32, **kwargs})
         model.set_generation_params(duration=0.2)                       # 10 frames: 13 steps with the delays
         model.generate(PROMPTS[:1])
         # The first step projects the text in PyTorch, its 4 layers' 6 products each through the kernel;

@@ -12,6 +12,7 @@ from minicraft.fast import kernels
 from minicraft.fast.int8 import Int8Linear, quantize_rows
 
 needs_kernels = pytest.mark.skipif(kernels.library() is None, reason="no C compiler here")
+each_target = pytest.mark.usefixtures("kernel_target")     # the test runs on each build this CPU runs (conftest.py)
 
 
 def reference(x, weight, bias=None, scale=None):
@@ -29,6 +30,7 @@ SHAPES = [(4096, 1024), (1024, 4096), (7, 33), (3, 5), (5, 80), (9, 100)]
 @needs_kernels
 @pytest.mark.parametrize("rows", [1, 2, 3, 4])
 @pytest.mark.parametrize("out_features, in_features", SHAPES)
+@each_target
 def test_bf16_kernel_is_the_product_rounded_once(rows, out_features, in_features):
     g = torch.Generator().manual_seed(out_features * 7 + in_features + rows)
     x = torch.randn(rows, in_features, generator=g).bfloat16()
@@ -46,6 +48,7 @@ def test_bf16_kernel_is_the_product_rounded_once(rows, out_features, in_features
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 16])                # int8: up to 16 rows (4 prompts' CFG and more)
 @pytest.mark.parametrize("out_features, in_features", SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@each_target
 def test_int8_kernel_matches_the_dequantized_product(rows, out_features, in_features, dtype):
     g = torch.Generator().manual_seed(out_features + 3 * in_features + rows)
     x = torch.randn(rows, in_features, generator=g).to(dtype)
@@ -61,10 +64,11 @@ def test_int8_kernel_matches_the_dequantized_product(rows, out_features, in_feat
 
 
 @needs_kernels
-@pytest.mark.parametrize("in_features", [100, 1024, 8192, 8193])        # 8193: beyond the int32 sums' range
+@pytest.mark.parametrize("in_features", [100, 1024, 8192, 8193])        # 8192+: several 2048-input chunks
+@each_target
 def test_int8_with_bfloat16_rows_within_the_integer_forms_bound(in_features):
-    """On CPUs with AVX-512 VNNI, bfloat16 rows meet int8 weights as 16-bit integers (kernels.c): each value
-    is rounded by at most max|x|·2^-15, and the result once more to bfloat16."""
+    """Where the build has integer vectors (AVX-512 VNNI, AVX2, NEON), bfloat16 rows meet int8 weights as 16-bit
+    integers (kernels.c): each value is rounded by at most max|x|·2^-15, and the result once more to bfloat16."""
     g = torch.Generator().manual_seed(in_features)
     x = torch.randn(4, in_features, generator=g) * torch.logspace(-4, 2, in_features)[torch.randperm(
         in_features, generator=g)]                                         # values over six decades
@@ -79,6 +83,7 @@ def test_int8_with_bfloat16_rows_within_the_integer_forms_bound(in_features):
 
 
 @needs_kernels
+@each_target
 def test_int8_with_bfloat16_rows_keeps_infinities_nans_and_tiny_rows():
     q, scale = quantize_rows(torch.randn(8, 64))
     x = torch.randn(3, 64).bfloat16()
@@ -91,6 +96,7 @@ def test_int8_with_bfloat16_rows_keeps_infinities_nans_and_tiny_rows():
         y = kernels.kernel_linear(tiny, q, None, scale)
     exact = reference(tiny, q, None, scale)
     assert ((y.double() - exact).abs() <= exact.abs() * 2 ** -7 + 2.0 ** -130).all() and y.abs().max() > 0
+
 
 @needs_kernels
 def test_linear_takes_the_kernel_only_where_it_applies():
@@ -145,6 +151,7 @@ def test_kernels_compile_once_into_the_cache(monkeypatch, tmp_path):
 
 
 @needs_kernels
+@each_target
 def test_layer_steps_gelu_is_within_its_stated_error():
     """kernels.c's vectorised GELU (polynomials for erf): within 1e-7·|x| of float64 and its own rounding."""
     x = torch.cat([torch.linspace(-12, 12, 200_001), torch.tensor([0.0, -0.0, 1e-30, 3e38, float("inf")])])
@@ -214,15 +221,18 @@ def test_a_damaged_cache_entry_is_rebuilt(monkeypatch, tmp_path):
 GENERATE = """
 import torch
 from minicraft import MusicGen
-model = MusicGen.get_pretrained("tiny", fast=True)
+from minicraft.fast import kernels
+model = MusicGen.get_pretrained("tiny", fast=True, dtype="float32", quantize=None)
 model.set_generation_params(duration=0.2, use_sampling=False)
 print(tuple(model.generate(["a slow low flute melody"]).shape))
+print(kernels.build_info())
 """
 
 
 @pytest.mark.parametrize("compiler", ["false", "no-openmp"])
 def test_a_compiler_that_cannot_build_falls_back_in_one_line(tmp_path, compiler):
-    """CC=false, or a compiler without -fopenmp (Apple's clang): one warning line, and generation still works."""
+    """CC=false: one warning line, PyTorch's kernels, and generation works. A compiler without -fopenmp
+    (Apple's clang): one line saying the kernels run on one thread, and they do."""
     if compiler == "no-openmp":
         cc = shutil.which("cc") or shutil.which("gcc")
         if cc is None:
@@ -236,7 +246,13 @@ def test_a_compiler_that_cannot_build_falls_back_in_one_line(tmp_path, compiler)
     env = dict(os.environ, CC=compiler, MINICRAFT_CACHE=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, "-c", GENERATE], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "(1, 1, 3200)"             # 0.2 s at 16 kHz
+    shape, build = done.stdout.strip().splitlines()
+    assert shape == "(1, 1, 3200)"                           # 0.2 s at 16 kHz
     warnings = [line for line in done.stderr.splitlines() if line.startswith("minicraft:")]
-    assert len(warnings) == 1 and "using PyTorch's kernels instead" in warnings[0], done.stderr
-    assert not list((tmp_path / "cache").glob("*.so"))
+    assert len(warnings) == 1, done.stderr
+    if compiler == "false":
+        assert "using PyTorch's kernels instead" in warnings[0] and build == "None"
+        assert not list((tmp_path / "cache").glob("*.so"))
+    else:
+        assert "no OpenMP, so minicraft's CPU kernels run on one thread" in warnings[0], warnings
+        assert "'threads': 1" in build and len(list((tmp_path / "cache").glob("*.so"))) == 1

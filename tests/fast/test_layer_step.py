@@ -15,7 +15,8 @@ from minicraft.fast.layer_step import StepCache
 from minicraft.modules.attention import KVCache
 from minicraft.modules.transformer import TransformerLayer
 
-pytestmark = pytest.mark.skipif(kernels.library() is None, reason="no C compiler here")
+pytestmark = [pytest.mark.skipif(kernels.library() is None, reason="no C compiler here"),
+              pytest.mark.usefixtures("kernel_target")]          # each build this CPU runs (conftest.py)
 
 D, H, F, L = 64, 4, 160, 5            # Dh = 16; F not a multiple of the kernels' 4-row blocks
 

@@ -19,6 +19,10 @@ EnCodec time, peak resident memory, and minicraft/transformers ratios.
 
 Each worker prints one JSON line; the parent only schedules and summarises, so
 neither implementation pays for the other's memory or warm caches.
+
+`products` and `compare` first print the CPU, its vector instructions, the
+kernels' build and the streaming bandwidth measured in the same run, and give
+each figure as a share of its floor (the weights' bytes at that bandwidth).
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_command_line_snippets(user):
                 if line.startswith("minicraft ")]
     assert len(commands) >= 4
     for command in commands:
-        args = shlex.split(command)[1:]
+        args = shlex.split(command, comments=True)[1:]
         result = subprocess.run([sys.executable, "-m", "minicraft", *args], cwd=user, capture_output=True,
                                 text=True, timeout=600, env=dict(os.environ, PYTHONWARNINGS="ignore"))
         assert result.returncode == 0, (command, result.stderr)

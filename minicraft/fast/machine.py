@@ -211,9 +211,7 @@ def auto_setting(dtype, quantize, dim: int, ffn: int, layers: int) -> tuple[str,
         return dtype, quantize
     if len(allowed) == 1:
         return next(iter(allowed.values()))
-    measured = profile(dim, ffn, layers)
-    if kernels.build_info() is None:
-        name = "float32" if "float32" in allowed else next(iter(allowed))
-    else:
-        name, _ = choose(measured.step_ms, measured.cpu, allowed)
+    if kernels.build_info() is None:                     # PyTorch reads float32 fastest: nothing to measure
+        return SETTINGS["float32" if "float32" in allowed else next(iter(allowed))]
+    name, _ = choose(profile(dim, ffn, layers).step_ms, cpu(), allowed)
     return SETTINGS[name]

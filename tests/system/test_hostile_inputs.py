@@ -162,7 +162,11 @@ def test_many_prompts_run_in_batches_from_a_file(tmp_path):
 
 def test_ctrl_c_leaves_whole_files_and_says_which(tmp_path):
     (tmp_path / "prompts.txt").write_text("\n".join(f"rain {i}" for i in range(200)))
-    child = subprocess.Popen([sys.executable, "-m", "minicraft", "generate", "--prompts", "prompts.txt",
+    # Python's own Ctrl-C handler first: a suite started in the background (`pytest &`) hands its children
+    # SIGINT ignored, and a child that inherits that never sees the Ctrl-C this test sends.
+    command = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from minicraft.cli import main; sys.exit(main())")
+    child = subprocess.Popen([sys.executable, "-c", command, "generate", "--prompts", "prompts.txt",
                               "--batch-size", "1", "--duration", "0.5", "--out", "out"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300

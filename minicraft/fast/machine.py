@@ -129,12 +129,9 @@ def time_products(dim: int, ffn: int, layers: int, repeats: int = 5, budget_mb: 
     rows = {i: torch.randn(2, i, generator=generator) for i in (dim, ffn)}
     costs = {}
     for name, (dtype, quantize) in SETTINGS.items():
-        weights = [torch.randn(o, i, generator=generator) * i ** -0.5 for o, i in shapes * made]
         act = getattr(torch, dtype)
-        if quantize:
-            weights = [quantize_rows(w) for w in weights]
-        elif act != torch.float32:
-            weights = [w.to(act) for w in weights]
+        convert = quantize_rows if quantize else (lambda w: w.to(act))    # each float matrix freed at once
+        weights = [convert(torch.randn(o, i, generator=generator) * i ** -0.5) for o, i in shapes * made]
         x = {i: r.to(act) for i, r in rows.items()}
         times = []
         with torch.inference_mode():

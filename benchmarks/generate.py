@@ -94,9 +94,9 @@ def setting_of(model) -> str:
             (True, torch.float32): "int8", (True, torch.bfloat16): "int8 + bfloat16"}[int8, rows]
 
 
-def machine_header(threads: int):
+def machine_header(threads: int) -> float:
     """Print the CPU, its vector instructions, the kernels' build and the streaming bandwidth (measured now);
-    return the machine profile's pieces the tables need."""
+    return that bandwidth in GB/s, the floor's denominator."""
     from minicraft.fast import kernels, machine
     torch.set_num_threads(threads)
     cpu, build, gbs = machine.cpu(), kernels.build_info(), machine.bandwidth()
@@ -114,7 +114,8 @@ def run_transformers(folder: str, seconds: float, seed: int, dtype: str, quantiz
     from transformers import LogitsProcessor, LogitsProcessorList
     transformers.logging.set_verbosity_error()
     t = time.perf_counter()
-    model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, "float32" if dtype == "auto" else dtype))
+    dtype = "float32" if dtype == "auto" else dtype                      # "auto" is minicraft's; transformers: float32
+    model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, dtype))
     model.eval()
     load = time.perf_counter() - t
     ids, mask = T5Tokenizer.from_dir(folder)(PROMPTS * batch)
@@ -204,12 +205,12 @@ def compare(args):
           f"{'total s':>8s} {'peak GiB':>8s}")
     rows = {impl: summary(impl, r) for impl, r in runs.items()}
     m, t = rows["minicraft"], rows["transformers"]
-    from minicraft.fast.machine import step_megabytes
-    lm_mb = step_megabytes(*{"small": (1024, 4096, 24), "medium": (1536, 6144, 48)}[args.size])[setting]
-    print(f"\nminicraft's setting: {setting} ({args.dtype} / {args.quantize}); its LM weights {lm_mb:.0f} MB a step, "
-          f"floor {lm_mb / gbs:.1f} ms at {gbs:.1f} GB/s: minicraft's step is {lm_mb / gbs / m['step_median']:.0%} of "
-          f"it; transformers float32's floor {step_megabytes(1024, 4096, 24)['float32'] / gbs:.1f} ms"
-          if args.size == "small" else f"\nminicraft's setting: {setting}")
+    from minicraft.fast.machine import SIZES, step_megabytes
+    megabytes = step_megabytes(*SIZES[args.size])
+    floor = megabytes[setting] / gbs
+    print(f"\nminicraft's setting: {setting} ({args.dtype} / {args.quantize}); its LM weights "
+          f"{megabytes[setting]:.0f} MB a step, floor {floor:.1f} ms at {gbs:.1f} GB/s: minicraft's step is "
+          f"{floor / m['step_median']:.0%} of it; transformers float32's floor {megabytes['float32'] / gbs:.1f} ms")
     print(f"\nminicraft / transformers: step time {m['step_median'] / t['step_median']:.2f}x "
           f"({t['step_median'] / m['step_median']:.2f}x faster), peak memory {m['peak'] / t['peak']:.2f}x")
     same = all(a["tokens"] == b["tokens"] for a, b in zip(runs["minicraft"], runs["transformers"]))
@@ -293,12 +294,12 @@ def products(args):
     weight comes from memory as in a real step. What a step costs beyond this is everything else.
     """
     import torch.nn.functional as F
-    from minicraft.fast import kernels
+    from minicraft.fast import kernels, machine
     from minicraft.fast.int8 import quantize_rows
     gbs = machine_header(args.threads)
     torch.manual_seed(0)
     D, H, V = 1024, 4096, 2048
-    shapes = [(3 * D, D), (D, D), (D, D), (D, D), (H, D), (D, H)] * 24 + [(V, D)] * 4
+    shapes = machine.layer_shapes(D, H) * 24 + [(V, D)] * 4
     weights = [torch.randn(o, i) * i ** -0.5 for o, i in shapes]
     x32 = {i: torch.randn(2, i) for i in (D, H)}
     x16 = {i: x.bfloat16() for i, x in x32.items()}

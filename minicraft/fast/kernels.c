@@ -274,7 +274,7 @@ static inline i32 zero32(void) { return _mm512_setzero_si512(); }
 static inline i16 load_int8_as_int16(const int8_t *p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p)); }
 static inline i16 load_int16(const int16_t *p) { return _mm512_loadu_si512(p); }
 static inline i32 dot_pairs(i32 acc, i16 w, i16 x) { return _mm512_dpwssd_epi32(acc, w, x); }
-#elif defined(__AVX2__)
+#elif defined(__AVX2__) && defined(__FMA__)               /* as the vector operations above: to_int16 uses them */
 #define INT16_LANES 16
 typedef __m256i i16;
 typedef __m256i i32;

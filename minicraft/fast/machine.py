@@ -42,7 +42,8 @@ SETTINGS = {             # name: (dtype, quantize)
     "bfloat16": ("bfloat16", None),
     "int8 + bfloat16": ("bfloat16", "int8"),
 }
-SMALL = (1024, 4096, 24)   # musicgen-small's width, feed-forward width and layers: info --device's shapes
+SIZES = {"small": (1024, 4096, 24), "medium": (1536, 6144, 48)}   # width, feed-forward width, layers
+SMALL = SIZES["small"]     # info --device's shapes
 
 
 @dataclass

@@ -15,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from minicraft.fast import kernels
+from minicraft.fast import kernels, machine
 
 CHECK = Path(__file__).with_name("kernel_check.c")
 CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 X86 = platform.machine() in ("x86_64", "AMD64")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith(("flags", "Features"))
-            for flag in line.split(":", 1)[1].split()}
 
 
 TARGETS = {   # name: (compiler, flags, what the CPU must have to run it natively, runner)
@@ -72,8 +63,8 @@ def test_every_build_is_within_its_bounds_and_equals_the_native_one(name, native
             if os.environ.get("CI"):
                 pytest.fail(f"{', '.join(missing)} missing: .ci/run installs gcc-aarch64-linux-gnu and qemu-user")
             pytest.skip(f"{', '.join(missing)} not installed (Debian: gcc-aarch64-linux-gnu qemu-user)")
-    elif not needs <= cpu_flags():
-        pytest.skip(f"this CPU lacks {', '.join(sorted(needs - cpu_flags()))}")
+    elif not needs <= set(machine.cpu().flags):
+        pytest.skip(f"this CPU lacks {', '.join(sorted(needs - set(machine.cpu().flags)))}")
     out = run_check(tmp_path, compiler, flags, runner)
     checks = [line.split() for line in out.splitlines() if line.startswith("check ")]
     assert len(checks) == 97

@@ -245,8 +245,8 @@ def precision(args):
     from minicraft import MusicGen
     from minicraft.fast.precision import compare as measure
     torch.set_num_threads(args.threads)
-    prompts = ["a fast high chiptune melody in major", "the sound of rain", "a slow low flute melody in minor",
-               "ticking clock"]
+    prompts = ["a fast high chiptune melody in major", "a medium mid plucked string melody in major",
+               "a slow low flute melody in minor", "a fast drum beat"]
     variants = {"float32, fast paths (layer_step)": {},
                 "bfloat16": dict(dtype="bfloat16"), "int8 (float32 activations)": dict(quantize="int8"),
                 "int8 + bfloat16": dict(dtype="bfloat16", quantize="int8")}

@@ -26,13 +26,11 @@ import statistics
 
 import torch
 
-from minicraft.toyworld import evaluate
-
+from minicraft.api import resolve
 from minicraft.generate import decoding as generation
-
-from minicraft.toyworld import world as toyworld
-from minicraft.api import MusicGen
 from minicraft.generate.sampling import classifier_free_guidance
+from minicraft.toyworld import evaluate
+from minicraft.toyworld import world as toyworld
 
 PLAUSIBLE = 0.1          # a token is plausible if p_cond >= PLAUSIBLE * max p_cond
 FIRST_STEPS = 4
@@ -65,23 +63,25 @@ class Guidance:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny")
+    p.add_argument("--model", default="tiny", help="tiny (MusicGen's, on instruments) or audiogen-tiny (effects)")
     p.add_argument("--clips", type=int, default=400)
     p.add_argument("--seed", type=int, default=13, help="held-out clips to use (7 is the report in docs/tiny_model.md)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = MusicGen.get_pretrained(args.model, device="cpu", dtype="float32", quantize=None, fast=True)
+    cls, name = resolve(args.model)
+    model = cls.get_pretrained(name, device="cpu", dtype="float32", quantize=None, fast=True)
     clf = evaluate.train_classifier()
-    clips = toyworld.sample_clips(args.clips, seed=args.seed, held_out=True)
+    clips = toyworld.sample_clips(args.clips, seed=args.seed, held_out=True, classes=evaluate.family(model))
     K = model.lm.config.num_codebooks
     steps = int(toyworld.DURATION * model.frame_rate) + K - 1      # decoding steps per clip, delays included
     variants = {"cfg 1": (1.0, {}), "cfg 3": (3.0, {}),
                 f"cfg 3, first {FIRST_STEPS} steps": (3.0, dict(first_steps=FIRST_STEPS)),
                 "cfg 1, plausible only": (1.0, dict(plausible_only=True)),
                 "cfg 3, plausible only": (3.0, dict(plausible_only=True))}
-    print(f"{args.clips} held-out clips of seed {args.seed}; recognised % for sampling seeds {args.seeds}")
+    print(f"{type(model).__name__} {args.model}: {args.clips} held-out clips of its classes, seed {args.seed}; "
+          f"recognised % for sampling seeds {args.seeds}")
     try:
         for name, (coef, options) in variants.items():
             scores, mass = [], []

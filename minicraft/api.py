@@ -217,17 +217,37 @@ class GenModel:
 
         if self.duration <= self.max_duration:
             return window(prompt_tokens, total)
-        chunks = [] if prompt_tokens is None else [prompt_tokens]
-        prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
         stride = int(self.frame_rate * self.extend_stride)
-        while offset + prompt_length < total:
-            chunk_duration = min(self.duration - offset / self.frame_rate, self.max_duration)
-            tokens = window(prompt_tokens, int(chunk_duration * self.frame_rate))
+        chunks = [] if prompt_tokens is None else [prompt_tokens]
+        for i, (_, frames) in enumerate(self.window_plan(0 if prompt_tokens is None else prompt_tokens.shape[-1])):
+            offset = i * stride                           # read by the progress callback
+            tokens = window(prompt_tokens, frames)
             chunks.append(tokens if prompt_tokens is None else tokens[..., prompt_tokens.shape[-1]:])
             prompt_tokens = tokens[..., stride:]          # the last (max - stride) seconds
-            prompt_length = prompt_tokens.shape[-1]
-            offset += stride
         return torch.cat(chunks, dim=-1)
+
+    def window_plan(self, prompt_frames: int = 0) -> list[tuple[int, int]]:
+        """The sliding window's calls for ``self.duration`` s: (frames of prompt, frames in all), one per window.
+
+        Each window after the first is prompted with the last ``max_duration - extend_stride`` s of the one
+        before; they advance by ``extend_stride`` until ``duration`` is reached."""
+        total = int(self.duration * self.frame_rate)
+        if self.duration <= self.max_duration:
+            return [(prompt_frames, total)]
+        plan, offset, stride = [], 0, int(self.frame_rate * self.extend_stride)
+        while offset + prompt_frames < total:
+            frames = int(min(self.duration - offset / self.frame_rate, self.max_duration) * self.frame_rate)
+            plan.append((prompt_frames, frames))
+            prompt_frames, offset = frames - stride, offset + stride
+        return plan
+
+    def decoding_steps(self, prompt_frames: int = 0) -> int:
+        """Decoding steps of a whole generation, all windows: what a progress bar counts to.
+
+        audiocraft's progress callback (``set_custom_progress_callback``) reports each window against that
+        window's own steps, so its numbers restart with every window of a long generation."""
+        patterns = [(self.lm.pattern(frames), given) for given, frames in self.window_plan(prompt_frames)]
+        return sum(p.num_steps - p.first_step_with(given) for p, given in patterns)
 
     def generate_audio(self, tokens: torch.Tensor) -> torch.Tensor:
         """Codes [B, K, T] -> audio [B, C, samples] (float32)."""
@@ -289,21 +309,23 @@ def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the two models
 
-# The tiny model trained by `python -m minicraft.toyworld.train` on the toy world, shipped inside the package.
+# The tiny models trained by `python -m minicraft.toyworld.train` on the toy world, shipped inside the package:
+# MusicGen's on its instruments, AudioGen's on its sound effects (the same codec).
 TINY = str(Path(__file__).resolve().parent / "assets" / "tiny")
+TINY_AUDIOGEN = str(Path(__file__).resolve().parent / "assets" / "tiny-audiogen")
 
 
 class MusicGen(GenModel):
-    """Text to music (facebook/musicgen-small, -medium, -large; "tiny" is minicraft's own)."""
+    """Text to music (facebook/musicgen-small, -medium, -large; "tiny" is minicraft's own, toy-world instruments)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
     NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}}
     DEFAULT_NAME = "small"
 
 
 class AudioGen(GenModel):
-    """Text to sound effects (facebook/audiogen-medium; "tiny" is minicraft's own, music and effects)."""
+    """Text to sound effects (facebook/audiogen-medium; "tiny" is minicraft's own, toy-world effects)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 5.0, 2.0, "audiogen"
-    NAMES = {"tiny": TINY, "medium": "facebook/audiogen-medium"}
+    NAMES = {"tiny": TINY_AUDIOGEN, "medium": "facebook/audiogen-medium"}
     DEFAULT_NAME = "medium"
 
 
@@ -311,11 +333,11 @@ def resolve(name: str) -> tuple[type[GenModel], str]:
     """A model name as users type it -> (MusicGen or AudioGen, the folder or Hub id to load).
 
     The one place names are read, for the CLI and the explorer: "tiny", "small", "medium", "large" are
-    MusicGen's; "audiogen-medium" (the CLI's spelling of AudioGen's "medium") and any Hub id or folder whose
-    name says "audiogen" are AudioGen's. An unknown short name raises ValueError.
+    MusicGen's; "audiogen-tiny" and "audiogen-medium" (the CLI's spelling of AudioGen's "tiny" and "medium")
+    and any Hub id or folder whose name says "audiogen" are AudioGen's. An unknown short name raises ValueError.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError("the model name is empty; use tiny, small, medium, large, audiogen-medium, a Hub id "
+        raise ValueError("the model name is empty; use tiny, small, medium, large, audiogen-tiny, audiogen-medium, a Hub id "
                          "or a folder.")
     cls = AudioGen if "audiogen" in name.lower() else MusicGen
     short = name[len("audiogen-"):] if name.lower().startswith("audiogen-") else name

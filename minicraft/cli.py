@@ -9,6 +9,7 @@ sample, so that it can resume.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from minicraft.progress import ProgressBar
 EXAMPLES = """\
 examples:
   minicraft generate "a fast high chiptune melody"           # the tiny model, offline, seconds
+  minicraft generate "the sound of rain" --model audiogen-tiny --duration 8   # the tiny AudioGen: effects
   minicraft generate "lo-fi beat with mellow piano" --model small --duration 8
   minicraft generate "dog barking" "rain on a tin roof" --model audiogen-medium --out sounds/
   minicraft generate "calm ambient pads" --model small --quantize int8   # 4x smaller weights
@@ -36,7 +38,7 @@ examples:
   minicraft download small          # fetch once, then generate offline (HF_HUB_OFFLINE=1)
   minicraft info small
   minicraft info --device                                 # this CPU, and what --dtype/--quantize auto pick
-  minicraft explore "the sound of rain" --temperature 0.5 1 --cfg 1 3 --out grid/   # measured, in grid/report.html
+  minicraft explore "a slow low flute melody" --temperature 0.5 1 --cfg 1 3 --out grid/   # measured: grid/report.html
   minicraft explore --help          # the parameter explorer: grids, specs, resuming
 
 Sampling, in one breath: temperature scales the randomness (0 = always the most
@@ -48,11 +50,12 @@ guidance, how strongly the text steers (1 = off, 3 = default).
 
 EXPLORE_EXAMPLES = """\
 examples:
-  minicraft explore "the sound of rain" "a fast high chiptune melody" --temperature 0.5 1 1.5 --cfg 1 3
+  minicraft explore "a slow low flute melody" "a fast high chiptune melody" --temperature 0.5 1 1.5 --cfg 1 3
+  minicraft explore "the sound of rain" "wind recorded outside" --model audiogen-tiny --cfg 1 3
   minicraft explore --spec grid.yaml --out grid/      # run it again to resume; then open grid/report.html
 
 A spec file (YAML or JSON) holds the same fields, and groups prompts by content type:
-  prompts: {music: ["a fast high chiptune melody"], effects: ["the sound of rain"]}
+  prompts: {melodies: ["a fast high chiptune melody"], drums: ["a fast drum beat"]}
   temperature: [0.5, 1.0]
   top_k: [50, 250]
   cfg_coef: [1, 3]
@@ -113,7 +116,7 @@ def check_writable(paths: list[Path]):
 
 def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
     p.add_argument("--model", default=default_model,
-                   help=f"tiny, small, medium, large, audiogen-medium, a Hub id or a local folder (default: {default_model})")
+                   help=f"tiny, small, medium, large, audiogen-tiny, audiogen-medium, a Hub id or a local folder (default: {default_model})")
     p.add_argument("--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     p.add_argument("--temperature", type=float, default=1.0, help="randomness; 0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=None,
@@ -158,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
                        epilog=EXPLORE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("prompts", nargs="*", help="prompts (one group); or give them in --spec")
     e.add_argument("--spec", help="a YAML or JSON file with the grid (see below)")
-    e.add_argument("--model", help="tiny (default), small, medium, large, audiogen-medium, a Hub id or a folder")
+    e.add_argument("--model", help="tiny (default), small, medium, large, audiogen-tiny, audiogen-medium, a Hub id or a folder")
     e.add_argument("--temperature", type=float, nargs="+", help="values to try (default 1)")
     e.add_argument("--top-k", type=int, nargs="+", help="values to try (default 250)")
     e.add_argument("--top-p", type=float, nargs="+", help="values to try (default 0 = off)")
@@ -176,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
     d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
     i = sub.add_parser("info", help="what a model is (files, sizes, memory), or this CPU (--device)")
-    i.add_argument("name", nargs="?", help="tiny, small, medium, large, audiogen-medium, a Hub id or a folder")
+    i.add_argument("name", nargs="?", help="tiny, small, medium, large, audiogen-tiny, audiogen-medium, a Hub id or a folder")
     i.add_argument("--device", action="store_true", help="this CPU: its instruction sets, memory speed, what each "
                    "setting costs a step and what --dtype/--quantize auto pick (measured once, cached)")
     i.add_argument("--remeasure", action="store_true", help="with --device: measure again instead of the cache")
@@ -283,10 +286,14 @@ def run_generation(args) -> int:
         torch.manual_seed(args.seed)
     batch = 1 if continuing else args.batch_size or default_batch_size(model)
     batches = [list(range(i, min(i + batch, len(paths)))) for i in range(0, len(paths), batch)]
+    # the model's callback reports each window of a long generation on its own; the bar counts all of them
+    steps = model.decoding_steps(round(wav_in.shape[-1] / rate * model.frame_rate) if continuing else 0)
+    total = len(batches) * steps
     bar, written = ProgressBar(), []
     try:
         for number, indices in enumerate(batches):
-            model.set_custom_progress_callback(lambda done, todo, n=number: bar(n * todo + done, len(batches) * todo))
+            done = itertools.count(number * steps + 1)            # one callback per decoding step
+            model.set_custom_progress_callback(lambda *_, done=done: bar(min(next(done), total), total))
             if continuing:
                 wav = model.generate_continuation(wav_in[None], rate, prompts or None)
             else:

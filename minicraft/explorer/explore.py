@@ -1,7 +1,7 @@
 """The parameter-space explorer: prompts × a grid of sampling settings, each sample kept and measured.
 
     from minicraft.explorer.explore import explore
-    explore({"prompts": {"music": ["a fast high chiptune melody"], "effects": ["the sound of rain"]},
+    explore({"prompts": {"melodies": ["a fast high chiptune melody"], "drums": ["a fast drum beat"]},
              "temperature": [0.5, 1.0], "cfg_coef": [1, 3], "duration": 1}, "my_run")
 
 A run folder holds:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from minicraft.api import TINY, resolve
+from minicraft.api import TINY, TINY_AUDIOGEN, resolve
 from minicraft.explorer.measures import MEASURES
 from minicraft.files import slug
 from minicraft.checks import check_number
@@ -80,7 +80,7 @@ class Spec:
     def tiny(self) -> bool:
         """minicraft's own model, whose toy world the attribute classifier knows (adherence needs it)."""
         try:
-            return resolve(self.model)[1] == TINY
+            return resolve(self.model)[1] in (TINY, TINY_AUDIOGEN)
         except ValueError:                             # an unknown name: check_runnable says so
             return False
 

@@ -95,7 +95,7 @@ def load_components(name: str, kind: str = "musicgen", t5: str | Path | None = N
         raise ValueError(f"unknown quantize={quantize!r}; use 'int8', 'auto' or None.")
     folder = Path(name).expanduser()
     if not folder.is_dir():
-        if folder.name == "tiny" and folder.parent.name == "assets":
+        if folder.name in ("tiny", "tiny-audiogen") and folder.parent.name == "assets":
             raise FileNotFoundError(f"{folder}: the tiny model is not there; it ships inside the minicraft "
                                     "package (reinstall minicraft), or retrain it with "
                                     "`python -m minicraft.toyworld.train` (see docs/tiny_model.md).")

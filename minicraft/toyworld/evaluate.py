@@ -14,12 +14,21 @@
 3. **Generation report**: clips generated from held-out captions; the share
    whose class the classifier recognises, with and without classifier-free
    guidance.
-4. **Caption information**: on real held-out clips, how many nats per code the
+4. **Long generation**: 6-second generations (the sliding window past the
+   LM's 2-second window), classified window by window: is the prompt's class
+   still heard in every 2 seconds, and is it the class of the first window?
+5. **Continuation**: a real held-out scene's second second as the prompt, 3
+   seconds continued: does the continuation keep the prompt's class?
+6. **Caption information**: on real held-out clips, how many nats per code the
    caption saves the LM, frame by frame. Guidance amplifies exactly this
    difference between the LM with and without text; where it is ~0 (the audio
    heard so far already says what is playing) guidance only amplifies noise.
 
-    python -m minicraft.world.evaluate --model minicraft/assets/tiny
+Each tiny model is judged on its own classes: MusicGen on the instruments,
+AudioGen on the effects.
+
+    python -m minicraft.toyworld.evaluate --model tiny
+    python -m minicraft.toyworld.evaluate --model audiogen-tiny
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minicraft.api import MusicGen
+from minicraft.api import AudioGen, resolve
 from minicraft.audio import mel_spectrogram
 from minicraft.models.conditioning import text_mask
 from minicraft.toyworld import world
@@ -288,6 +297,72 @@ def generation_report(model, clf: AttributeClassifier, clips: list, cfg_coefs=(1
     return results
 
 
+def windows_of(wav: torch.Tensor, seconds: float = world.DURATION) -> list[torch.Tensor]:
+    """[N, samples] -> its whole ``seconds``-long windows, each [N, window samples]."""
+    n = int(seconds * world.SAMPLE_RATE)
+    return [wav[:, i:i + n] for i in range(0, wav.shape[-1] - n + 1, n)]
+
+
+@dataclass
+class LongResult:
+    seconds: float
+    recognised: list[float]          # per 2-second window: the caption's class heard
+    same_as_first: list[float]       # per window: the class heard in window 0 heard again
+    heard: list[list[str]]           # [window][clip]: what the classifier hears
+
+
+@torch.no_grad()
+def long_generation_report(model, clf: AttributeClassifier, clips: list, seconds: float = 6.0, cfg_coef: float = 3.0,
+                           seed: int = 0, batch: int = 16) -> LongResult:
+    """Generate ``seconds`` from each caption (the sliding window past the LM's own) and classify every 2 seconds."""
+    model.set_generation_params(duration=seconds, cfg_coef=cfg_coef)
+    torch.manual_seed(seed)
+    heard = None
+    for i in range(0, len(clips), batch):
+        wav = model.generate([c.caption for c in clips[i:i + batch]])[:, 0]
+        predictions = [clf.predict(w) for w in windows_of(wav)]
+        heard = predictions if heard is None else [a + b for a, b in zip(heard, predictions)]
+    labels = [c.label for c in clips]
+    return LongResult(seconds, [float(np.mean([p == y for p, y in zip(w, labels)])) for w in heard],
+                      [float(np.mean([p == q for p, q in zip(w, heard[0])])) for w in heard], heard)
+
+
+def continuation_prompts(scenes: list, start: float = 1.0, seconds: float = 1.0) -> torch.Tensor:
+    """[N, 1, samples]: ``seconds`` of each real scene from ``start``: a prompt that begins mid-phrase."""
+    a, b = int(start * world.SAMPLE_RATE), int((start + seconds) * world.SAMPLE_RATE)
+    return torch.from_numpy(np.stack([world.render_scene(s)[a:b] for s in scenes]))[:, None]
+
+
+@dataclass
+class ContinuationResult:
+    kept: float                      # the prompt's class heard in the last 2 continued seconds
+    by_class: dict[str, tuple[int, int]]
+
+
+@torch.no_grad()
+def continuation_report(model, clf: AttributeClassifier, scenes: list, prompt_seconds: float = 1.0,
+                        continued: float = 3.0, cfg_coef: float = 3.0, seed: int = 0, batch: int = 16,
+                        captions: bool = True) -> ContinuationResult:
+    """Continue real held-out scenes (their caption, or none) and check the continuation keeps their class."""
+    model.set_generation_params(duration=prompt_seconds + continued, cfg_coef=cfg_coef)
+    torch.manual_seed(seed)
+    prompts = continuation_prompts(scenes, 1.0, prompt_seconds)
+    last = int(world.DURATION * world.SAMPLE_RATE)
+    predictions = []
+    for i in range(0, len(scenes), batch):
+        texts = [s.caption if captions else None for s in scenes[i:i + batch]]
+        wav = model.generate_continuation(prompts[i:i + batch], world.SAMPLE_RATE, texts)[:, 0]
+        predictions += clf.predict(wav[..., -last:])
+    labels = [s.label_at(0) for s in scenes]
+    return ContinuationResult(float(np.mean([p == y for p, y in zip(predictions, labels)])),
+                              recognised_by_class(predictions, labels))
+
+
+def family(model) -> list[str]:
+    """The classes a tiny model was trained on: effects for AudioGen, instruments for MusicGen."""
+    return world.EFFECTS if isinstance(model, AudioGen) else world.INSTRUMENTS
+
+
 CAPTION_SPANS = ((0, 1), (1, 5), (5, 25), (25, 100))     # frames [start, end)
 
 
@@ -309,9 +384,12 @@ def caption_information(model, clips: list, spans=CAPTION_SPANS) -> torch.Tensor
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minicraft.world.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--clips", type=int, default=200, help="held-out clips for each report")
+    p = argparse.ArgumentParser(prog="python -m minicraft.toyworld.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="tiny", help="tiny (MusicGen's), audiogen-tiny, or a folder")
+    p.add_argument("--clips", type=int, default=200, help="held-out clips for the codec and 2-second reports")
+    p.add_argument("--long-clips", type=int, default=60,
+                   help="held-out captions of the model's classes for the long and continuation reports")
+    p.add_argument("--seconds", type=float, default=6.0, help="length of the long generations")
     p.add_argument("--seed", type=int, default=7,
                    help="which held-out clips: 7 is the report in docs/tiny_model.md; tune on another, "
                         "or the report flatters")
@@ -325,8 +403,10 @@ def main(argv=None):
     clf = train_classifier(degraded_copies=args.degraded_copies)
     clips, audio, labels = labelled_audio(args.clips, seed=args.seed, held_out=True)
     real = accuracy(clf, audio, labels)
+    cls, name = resolve(args.model)
     # float32, not "auto": figures comparable from one CPU to another
-    model = MusicGen.get_pretrained(args.model, device="cpu", dtype="float32", quantize=None, fast=True)
+    model = cls.get_pretrained(name, device="cpu", dtype="float32", quantize=None, fast=True)
+    classes = family(model)
     print(f"attribute classifier on held-out real clips: {100 * real:.1f}% of {len(clips)}")
     print("on the same clips degraded: " + ", ".join(
         f"{name} {100 * accuracy(clf, wav, labels):.1f}%" for name, wav in unseen_degradations(audio).items()))
@@ -344,14 +424,34 @@ def main(argv=None):
     print("  misheard as: " + misheard_line(misheard_as(heard, labels)))
     print("reconstruction level against the original, by class (dB): " + ", ".join(
         f"{name} {db:+.1f}" for name, db in level_by_class(model.codec, audio, labels).items()))
-    results = generation_report(model, clf, clips, cfg_coefs=args.cfg, temperature=args.temperature)
-    print(f"\n| cfg_coef | generated clips whose class is recognised (temperature {args.temperature:g}) |\n|---|---|")
+
+    own = [c for c in clips if c.label in classes]
+    print(f"\n{type(model).__name__} {args.model}: {len(own)} of the {len(clips)} held-out clips are of its "
+          f"classes ({', '.join(classes)})")
+    results = generation_report(model, clf, own, cfg_coefs=args.cfg, temperature=args.temperature)
+    print(f"\n| cfg_coef | 2-second generations whose class is recognised (temperature {args.temperature:g}) |\n|---|---|")
     for result in results:
         print(f"| {result.cfg_coef:g} | {100 * result.recognised:.1f}% |")
     for result in results:
         print(f"recognised by class, cfg {result.cfg_coef:g}: {by_class_line(result.by_class)}")
         print(f"  misheard as: {misheard_line(result.misheard)}")
-    saved = caption_information(model, clips)
+
+    captions = world.sample_clips(args.long_clips, seed=args.seed, held_out=True, classes=classes)
+    long = long_generation_report(model, clf, captions, seconds=args.seconds)
+    print(f"\n{args.seconds:g}-second generations, cfg 3, {len(captions)} held-out captions (seed {args.seed})")
+    print("| window | recognised | same class as window 0 |\n|---|---|---|")
+    for k, (hit, same) in enumerate(zip(long.recognised, long.same_as_first)):
+        print(f"| {2 * k}-{2 * k + 2} s | {100 * hit:.1f}% | {'—' if k == 0 else f'{100 * same:.1f}%'} |")
+    labels_long = [c.label for c in captions]
+    print("recognised by class, last window: " + by_class_line(recognised_by_class(long.heard[-1], labels_long)))
+    scenes = world.sample_scenes(args.long_clips, seed=args.seed, held_out=True, classes=classes, change_share=0)
+    for with_text in (True, False):
+        cont = continuation_report(model, clf, scenes, captions=with_text)
+        print(f"continuation of real held-out scenes (1 s prompt from second 1, 3 s continued, cfg 3, "
+              f"{'their captions' if with_text else 'no text'}): prompt's class kept in the last 2 s "
+              f"{100 * cont.kept:.1f}% ({by_class_line(cont.by_class)})")
+
+    saved = caption_information(model, own)
     print("\nnats per code the caption saves the LM on the real clips (what guidance has to amplify)")
     print("| frames | " + " | ".join(f"codebook {k + 1}" for k in range(saved.shape[1])) + " |")
     print("|---" * (saved.shape[1] + 1) + "|")

@@ -1,8 +1,10 @@
 """Training the tiny models on the toy world, in plain PyTorch on a CPU.
 
-    python -m minicraft.world.train codec --out runs/codec      # SEANet + RVQ
-    python -m minicraft.world.train lm --codec runs/codec --out runs/lm   # tokenizer, T5, LM
-    python -m minicraft.world.train export --codec runs/codec --lm runs/lm --out minicraft/assets/tiny
+    python -m minicraft.toyworld.train codec                      # SEANet + RVQ -> runs/codec
+    python -m minicraft.toyworld.train lm --model musicgen        # tokenizer, T5, LM on music -> runs/lm-musicgen
+    python -m minicraft.toyworld.train lm --model audiogen        # the same on effects -> runs/lm-audiogen
+    python -m minicraft.toyworld.train export --model musicgen    # -> minicraft/assets/tiny
+    python -m minicraft.toyworld.train export --model audiogen    # -> minicraft/assets/tiny-audiogen
 
 Every run saves a resumable checkpoint (``checkpoint.pt``) every few hundred
 steps; running the same command again continues where it stopped.
@@ -17,12 +19,17 @@ codebooks per batch, so that fewer codebooks also decode) is available but
 off in the shipped recipe. A last phase polishes the decoder alone (the codes
 stay as they were) with longer STFT windows in the loss.
 
-The LM learns from captions of which a tenth are wrong, as scraped ones
-often are: that is what gives classifier-free guidance something to fix.
+Each LM learns from 2-second windows cropped at random offsets of 6-12 s
+scenes of its own family (instruments for MusicGen, effects for AudioGen),
+so it has seen windows that start mid-note and sounds that go on after the
+window ends: what the sliding window of a long generation asks of it. A
+tenth of its captions are wrong, as scraped ones often are: that is what
+gives classifier-free guidance something to fix. Both LMs share the codec.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import random
@@ -46,6 +53,8 @@ from minicraft.modules.t5 import T5Config, T5Encoder
 from minicraft.modules.tokenizer import T5Tokenizer
 from minicraft.progress import ProgressBar
 from minicraft.toyworld import world
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 # ---------------------------------------------------------------- shared
@@ -80,6 +89,20 @@ def load_checkpoint(path: Path):
     # Our own checkpoints hold config dicts and RNG states too, so the full unpickler is needed;
     # they are files this script wrote itself, never downloaded ones.
     return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed blocks for reuse instead of handing them back to the kernel.
+
+    Every training step allocates and frees the same activations; by default glibc returns large blocks to
+    the kernel at once, so the next step page-faults them in again, zeroed by the kernel (docs/tiny_model.md
+    counts the faults and the time). Elsewhere than Linux with glibc it does nothing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)            # M_MMAP_THRESHOLD: blocks under 1 GiB come from the heap
+        libc.mallopt(-1, 1 << 31)            # M_TRIM_THRESHOLD: keep up to 2 GiB of free heap
+    except (OSError, AttributeError):
+        pass
 
 
 def seed_everything(seed: int):
@@ -290,13 +313,21 @@ def train_codec(out: Path, config: CodecTrainConfig, log_every: int = 50) -> Enc
 
 # ---------------------------------------------------------------- tokenizer, text encoder and LM
 
+FAMILIES = {"musicgen": world.INSTRUMENTS, "audiogen": world.EFFECTS}    # what each tiny model hears
+
+
 @dataclass
 class LMTrainConfig:
-    steps: int = 7000
+    model: str = "musicgen"              # the family of sounds: musicgen (instruments) or audiogen (effects)
+    steps: int = 4000
     batch: int = 24
     lr: float = 1e-3
     warmup: int = 200
-    clips: int = 12000
+    scenes: int = 3000                   # 6-12 s each: ~27,000 s of audio, 2-second windows cropped from them
+    change_share: float = 0.2            # scenes where another sound takes over at a stated second
+    # windows cropped at a scene's first frame rather than anywhere: a generation without a prompt starts a
+    # piece, and a tune starts on a note. MusicGen's at 0.25; AudioGen's effects (textures) at 0, as shipped.
+    opening_share: float | None = None
     seed: int = 1
     vocab_size: int = 200
     t5_dim: int = 128
@@ -337,16 +368,56 @@ def build_text_and_lm(config: LMTrainConfig, tokenizer, codec: Encodec):
 def load_trained_codec(folder: Path) -> Encodec:
     state = load_checkpoint(folder / "checkpoint.pt")
     if state is None:
-        raise FileNotFoundError(f"{folder}: no codec checkpoint; run `python -m minicraft.world.train codec` first.")
+        raise FileNotFoundError(f"{folder}: no codec checkpoint; run `python -m minicraft.toyworld.train codec` first.")
     codec = Encodec(CodecTrainConfig(**state["config"]).codec())
     codec.load_state_dict(state["model"])
     return codec.eval()
 
 
 @torch.no_grad()
-def encode_clips(codec: Encodec, audio: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """[N, samples] -> codes [N, K, frames]."""
-    return torch.cat([codec.encode(audio[i:i + batch, None]) for i in range(0, len(audio), batch)])
+def encode_scenes(codec: Encodec, scenes: list[world.Scene], batch: int = 4) -> list[torch.Tensor]:
+    """Each scene whole -> codes [K, frames], a few scenes of one length at a time.
+
+    A few, not many: the encoder's activations for 4 scenes stay in the CPU's cache; with 16 or more they
+    do not, and encoding is slower (docs/tiny_model.md)."""
+    codes = [None] * len(scenes)
+    by_length = {}
+    for i, scene in enumerate(scenes):
+        by_length.setdefault(scene.duration, []).append(i)
+    for rows in by_length.values():
+        for start in range(0, len(rows), batch):
+            chunk = rows[start:start + batch]
+            audio = torch.from_numpy(np.stack([world.render_scene(scenes[i]) for i in chunk]))[:, None]
+            for i, c in zip(chunk, codec.encode(audio)):
+                codes[i] = c.clone()
+    return codes
+
+
+OPENING_SHARE = {"musicgen": 0.25, "audiogen": 0.0}
+
+
+def crop_windows(scenes: list[world.Scene], codes: list[torch.Tensor], frames: int, frame_rate: int,
+                 generator: torch.Generator, captions: list[str | None], batch: int, opening_share: float = 0.0):
+    """``batch`` windows of ``frames`` codes at random offsets -> (codes [B, K, frames], their captions).
+
+    ``opening_share`` of them start at the scene's first frame. A window's caption says what plays in it
+    (``Scene.window_caption``), or is the wrong caption drawn for its scene (``captions[i]`` not None)."""
+    rows = torch.randint(len(scenes), (batch,), generator=generator).tolist()
+    # drawn only when asked for, so that a recipe without openings crops the windows it always has
+    opening = (torch.rand(batch, generator=generator) < opening_share).tolist() if opening_share else [False] * batch
+    windows, texts = [], []
+    for i, at_start in zip(rows, opening):
+        start = 0 if at_start else int(torch.randint(codes[i].shape[-1] - frames + 1, (), generator=generator))
+        windows.append(codes[i][:, start:start + frames])
+        texts.append(captions[i] or scenes[i].window_caption(start / frame_rate, (start + frames) / frame_rate))
+    return torch.stack(windows), texts
+
+
+def scene_captions(scene: world.Scene) -> list[str]:
+    """Every caption a window of ``scene`` can have: each part alone, and each change."""
+    texts = [p.caption for p in scene.parts]
+    texts += [f"{a.caption}, then {world.name_of(b)}" for a, b in zip(scene.parts, scene.parts[1:])]
+    return texts
 
 
 def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None):
@@ -378,10 +449,14 @@ def noisy_captions(clips: list[world.Clip], share: float, seed: int) -> list[str
 def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: int = 50):
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    clips = world.sample_clips(config.clips, seed=config.seed)
-    captions = noisy_captions(clips, config.caption_noise, config.seed)
+    scenes = world.sample_scenes(config.scenes, seed=config.seed, classes=FAMILIES[config.model],
+                                 change_share=config.change_share)
+    firsts = [scene.parts[0] for scene in scenes]
+    # a wrong caption, where one was drawn, stands for the whole scene: every window cropped from it
+    wrong = [None if c == first else c for c, first in
+             zip(noisy_captions(firsts, config.caption_noise, config.seed), (f.caption for f in firsts))]
     if not (out / "spiece.model").is_file():
-        train_tokenizer(captions, out, config.vocab_size)
+        train_tokenizer([t for scene in scenes for t in scene_captions(scene)], out, config.vocab_size)
     tokenizer = T5Tokenizer(out / "spiece.model")
     codec = load_trained_codec(codec_folder)
     conditioner, lm = build_text_and_lm(config, tokenizer, codec)
@@ -395,19 +470,21 @@ def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: in
     if codes_path.is_file():
         codes = torch.load(codes_path, weights_only=True)
     else:
-        print(f"encoding {len(clips)} clips with the codec ...")
-        codes = encode_clips(codec, torch.from_numpy(world.render_batch(clips)))
+        print(f"encoding {len(scenes)} scenes ({sum(s.duration for s in scenes) / 60:.0f} min of audio) with the codec ...")
+        codes = encode_scenes(codec, scenes)
         torch.save(codes, codes_path)
-    ids, mask = tokenizer(captions)
+    frames = int(world.DURATION * codec.frame_rate)
+    generator = torch.Generator().manual_seed(config.seed + step)     # resumed runs crop other windows
     bar = ProgressBar(first=step)
     log = open(out / "log.jsonl", "a")
     lm.train()
     conditioner.train()
     while step < config.steps:
-        rows = torch.randint(len(codes), (config.batch,))
-        width = int(mask[rows].sum(1).max())
+        windows, texts = crop_windows(scenes, codes, frames, codec.frame_rate, generator, wrong, config.batch,
+                                      OPENING_SHARE[config.model] if config.opening_share is None else config.opening_share)
+        ids, mask = tokenizer(texts)
         drop = torch.rand(config.batch) < config.condition_dropout
-        loss = lm_loss(lm, conditioner, ids[rows, :width], mask[rows, :width], codes[rows], drop)
+        loss = lm_loss(lm, conditioner, ids, mask, windows, drop)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -428,7 +505,7 @@ def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: in
 def load_trained_lm(folder: Path, codec: Encodec):
     state = load_checkpoint(folder / "checkpoint.pt")
     if state is None:
-        raise FileNotFoundError(f"{folder}: no LM checkpoint; run `python -m minicraft.world.train lm` first.")
+        raise FileNotFoundError(f"{folder}: no LM checkpoint; run `python -m minicraft.toyworld.train lm` first.")
     config = LMTrainConfig(**state["config"])
     conditioner, lm = build_text_and_lm(config, T5Tokenizer(folder / "spiece.model"), codec)
     conditioner.load_state_dict(state["conditioner"])
@@ -437,35 +514,43 @@ def load_trained_lm(folder: Path, codec: Encodec):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minicraft.world.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m minicraft.toyworld.train", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("codec", help="train the SEANet + RVQ codec")
     c.add_argument("--out", type=Path, default=Path("runs/codec"))
     c.add_argument("--steps", type=int, default=CodecTrainConfig.steps)
     c.add_argument("--threads", type=int, default=2)
     m = sub.add_parser("lm", help="train the tokenizer, the T5 encoder and the LM on the codec's codes")
+    m.add_argument("--model", choices=sorted(FAMILIES), default="musicgen",
+                   help="musicgen: instruments and music scenes; audiogen: sound effects")
     m.add_argument("--codec", type=Path, default=Path("runs/codec"))
-    m.add_argument("--out", type=Path, default=Path("runs/lm"))
+    m.add_argument("--out", type=Path, help="default: runs/lm-MODEL")
     m.add_argument("--steps", type=int, default=LMTrainConfig.steps)
     m.add_argument("--caption-noise", type=float, default=LMTrainConfig.caption_noise,
                    help="share of training captions swapped for another class's (0.1 ships; 0: all right)")
     m.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
+    e.add_argument("--model", choices=sorted(FAMILIES), default="musicgen")
     e.add_argument("--codec", type=Path, default=Path("runs/codec"))
-    e.add_argument("--lm", type=Path, default=Path("runs/lm"))
-    e.add_argument("--out", type=Path, default=Path("minicraft/assets/tiny"))
+    e.add_argument("--lm", type=Path, help="default: runs/lm-MODEL")
+    e.add_argument("--out", type=Path, help="default: minicraft/assets/tiny (musicgen), .../tiny-audiogen (audiogen)")
     e.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     start = time.time()
     if args.what == "codec":
         train_codec(args.out, CodecTrainConfig(steps=args.steps))
     elif args.what == "lm":
-        train_lm(args.out, args.codec, LMTrainConfig(steps=args.steps, caption_noise=args.caption_noise))
+        args.out = args.out or Path(f"runs/lm-{args.model}")
+        train_lm(args.out, args.codec, LMTrainConfig(model=args.model, steps=args.steps, caption_noise=args.caption_noise))
     else:
+        args.lm = args.lm or Path(f"runs/lm-{args.model}")
+        args.out = args.out or ASSETS / {"musicgen": "tiny", "audiogen": "tiny-audiogen"}[args.model]
         codec = load_trained_codec(args.codec)
         conditioner, lm = load_trained_lm(args.lm, codec)
-        export_musicgen(args.out, lm, conditioner, codec, max_duration=world.DURATION)
+        # float16 on disk: both tiny models fit in the package (float32 would be 37 MB); loading converts
+        export_musicgen(args.out, lm, conditioner, codec, max_duration=world.DURATION, dtype=torch.float16)
     print(f"{args.what} done in {(time.time() - start) / 60:.1f} min -> {args.out}")
 
 

@@ -14,6 +14,17 @@ Each clip comes with attributes and a caption drawn from several templates
 and synonyms; some (template, synonym) combinations are kept for testing only,
 so the text encoder must generalise to phrasings it never saw.
 
+A clip renders at any length: ``render(clip)`` is its 2-second form (the
+evaluation clips), ``render(clip, 8.0)`` the same sound going on for 8 s (the
+melody continues, the rhythm keeps its tempo, the rain keeps falling). Its
+first 2 s need not equal the 2-second render: a longer melody or rain shower
+is normalised over its whole length, and its random draws differ after the
+first.
+A **scene** (``Scene``, ``sample_scenes``) is such a long clip, sometimes
+followed at a stated second by another sound of the same family; the LMs
+learn from 2-second windows cropped at random offsets of scenes, so they see
+windows that start mid-note and sounds that go on past the window's end.
+
 Everything is numpy, deterministic from a seed: ``render(clip_spec)`` gives
 the same samples on every machine.
 """
@@ -75,12 +86,15 @@ class Clip:
     phrasing: tuple[int, int] = (0, 0)   # (template, synonym) the caption was made from
 
 
-def sample_clips(n: int, seed: int = 0, held_out: bool = False) -> list[Clip]:
-    """``n`` clip specifications with captions; ``held_out`` picks only held-out phrasings."""
+def sample_clips(n: int, seed: int = 0, held_out: bool = False, classes: list[str] = CLASSES) -> list[Clip]:
+    """``n`` clip specifications with captions; ``held_out`` picks only held-out phrasings.
+
+    ``classes`` limits the draw (``INSTRUMENTS`` for MusicGen's world, ``EFFECTS`` for AudioGen's); with all
+    of them, the same seed gives the same clips as it always has."""
     rng = np.random.default_rng(seed)
     clips = []
     while len(clips) < n:
-        label = CLASSES[rng.integers(len(CLASSES))]
+        label = classes[rng.integers(len(classes))]
         template_i, synonym_i = int(rng.integers(4)), int(rng.integers(4))
         if ((template_i, synonym_i) in HELD_OUT) != held_out:
             continue
@@ -108,12 +122,15 @@ def midi_to_hz(note: float) -> float:
     return 440.0 * 2 ** ((note - 69) / 12)
 
 
-def melody(attrs: dict, rng: np.random.Generator) -> list[tuple[float, float, float]]:
-    """(start s, length s, frequency Hz) of each note: eighth notes at the tempo."""
+def melody(attrs: dict, rng: np.random.Generator, duration: float = DURATION) -> list[tuple[float, float, float]]:
+    """(start s, length s, frequency Hz) of each note: eighth notes at the tempo.
+
+    Contours wrap around the octave, so a rising line keeps rising through ``duration`` (then starts again)."""
     step = 60.0 / TEMPOS[attrs["tempo"]] / 2
-    count = int(DURATION / step)
+    count = int(duration / step)
+    top = int(DURATION / step)                       # a falling line starts where the 2-second one did
     scale = MODES[attrs["mode"]]
-    degrees = {"rising": list(range(count)), "falling": list(range(count, 0, -1)),
+    degrees = {"rising": list(range(count)), "falling": [top - i for i in range(count)],
                "arpeggio": [[0, 2, 4, 7, 4, 2][i % 6] for i in range(count)],
                "random": list(rng.integers(0, 8, count))}[attrs["contour"]]
     notes = []
@@ -154,11 +171,11 @@ def note_wave(instrument: str, freq: float, n: int, rng: np.random.Generator) ->
     raise ValueError(instrument)
 
 
-def drums(attrs: dict, rng: np.random.Generator) -> np.ndarray:
-    n = int(DURATION * SAMPLE_RATE)
+def drums(attrs: dict, rng: np.random.Generator, duration: float = DURATION) -> np.ndarray:
+    n = int(duration * SAMPLE_RATE)
     out = np.zeros(n)
     step = 60.0 / TEMPOS[attrs["tempo"]] / 2
-    for i in range(int(DURATION / step)):
+    for i in range(int(duration / step)):
         start = int(i * step * SAMPLE_RATE)
         length = min(int(0.15 * SAMPLE_RATE), n - start)
         t = np.arange(length) / SAMPLE_RATE
@@ -172,13 +189,13 @@ def drums(attrs: dict, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def render_music(clip: Clip) -> np.ndarray:
+def render_music(clip: Clip, duration: float = DURATION) -> np.ndarray:
     rng = np.random.default_rng(clip.seed)
     if clip.label == "drums":
-        return drums(clip.attributes, rng)
-    n_total = int(DURATION * SAMPLE_RATE)
+        return drums(clip.attributes, rng, duration)
+    n_total = int(duration * SAMPLE_RATE)
     out = np.zeros(n_total)
-    for start, length, freq in melody(clip.attributes, rng):
+    for start, length, freq in melody(clip.attributes, rng, duration):
         a, n = int(start * SAMPLE_RATE), int(length * SAMPLE_RATE)
         n = min(n, n_total - a)
         wave = note_wave(clip.label, freq, n, rng)
@@ -197,14 +214,15 @@ def lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
     return np.fft.irfft(spectrum, len(x))
 
 
-def render_effect(clip: Clip) -> np.ndarray:
+def render_effect(clip: Clip, duration: float = DURATION) -> np.ndarray:
     rng = np.random.default_rng(clip.seed)
-    n = int(DURATION * SAMPLE_RATE)
+    n = int(duration * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
+    per_window = duration / DURATION                 # events are counted per 2 seconds
     label = clip.label
     if label == "rain":                  # hiss plus many tiny droplets
         out = 0.15 * np.diff(rng.standard_normal(n + 1))
-        for _ in range(int(rng.integers(40, 80))):
+        for _ in range(int(int(rng.integers(40, 80)) * per_window)):
             a = int(rng.integers(0, n - 400))
             out[a:a + 400] += 0.5 * rng.standard_normal(400) * np.exp(-np.arange(400) / 40)
         return out
@@ -222,7 +240,7 @@ def render_effect(clip: Clip) -> np.ndarray:
     if label == "footsteps":             # dull thumps every ~0.5 s
         out = 0.01 * rng.standard_normal(n)
         period = rng.uniform(0.4, 0.6)
-        for start in np.arange(rng.uniform(0, 0.2), DURATION, period):
+        for start in np.arange(rng.uniform(0, 0.2), duration, period):
             a, length = int(start * SAMPLE_RATE), int(0.08 * SAMPLE_RATE)
             length = min(length, n - a)
             burst = lowpass(rng.standard_normal(length), 400) * np.exp(-np.arange(length) / 300)
@@ -230,7 +248,7 @@ def render_effect(clip: Clip) -> np.ndarray:
         return out
     if label == "birds":                 # fast, high chirps sweeping down
         out = np.zeros(n)
-        for _ in range(int(rng.integers(5, 10))):
+        for _ in range(int(int(rng.integers(5, 10)) * per_window)):
             a, length = int(rng.integers(0, n - 2000)), int(rng.integers(600, 1600))
             tt = np.arange(length) / SAMPLE_RATE
             f = rng.uniform(2500, 4000) - rng.uniform(500, 1500) * tt / tt[-1]
@@ -238,7 +256,7 @@ def render_effect(clip: Clip) -> np.ndarray:
         return out
     if label == "clock":                 # sharp clicks, alternating tick and tock
         out = np.zeros(n)
-        for i, start in enumerate(np.arange(0.05, DURATION, 0.5)):
+        for i, start in enumerate(np.arange(0.05, duration, 0.5)):
             a = int(start * SAMPLE_RATE)
             length = min(300, n - a)
             tt = np.arange(length) / SAMPLE_RATE
@@ -247,9 +265,9 @@ def render_effect(clip: Clip) -> np.ndarray:
     raise ValueError(label)
 
 
-def render(clip: Clip) -> np.ndarray:
-    """The clip's samples: float32, ``DURATION`` s at ``SAMPLE_RATE``, peak 0.9."""
-    wave = render_music(clip) if clip.kind == "music" else render_effect(clip)
+def render(clip: Clip, duration: float = DURATION) -> np.ndarray:
+    """The clip's samples: float32, ``duration`` s at ``SAMPLE_RATE``, peak 0.9."""
+    wave = render_music(clip, duration) if clip.kind == "music" else render_effect(clip, duration)
     peak = np.abs(wave).max()
     return (0.9 * wave / peak if peak > 0 else wave).astype(np.float32)
 
@@ -257,3 +275,76 @@ def render(clip: Clip) -> np.ndarray:
 def render_batch(clips: list[Clip]) -> np.ndarray:
     """[N, samples] for a list of clips."""
     return np.stack([render(c) for c in clips])
+
+
+# ---------------------------------------------------------------- scenes: time in the toy world
+
+SCENE_SECONDS = (6, 8, 10, 12)
+FADE = 160                       # samples (10 ms) faded at a change, so it is a cut, not a click
+
+
+@dataclass
+class Scene:
+    """One sound going on for ``duration`` s, or several in turn: ``parts[i]`` plays from ``starts[i]``."""
+    parts: list[Clip]
+    starts: list[float]
+    duration: float
+
+    @property
+    def caption(self) -> str:
+        """What a person would write: the first sound, and each change at its stated second."""
+        return ", ".join([self.parts[0].caption] + [f"then {name_of(p)} after {t:g} seconds"
+                                                    for p, t in zip(self.parts[1:], self.starts[1:])])
+
+    def label_at(self, seconds: float) -> str:
+        """The class playing at ``seconds``."""
+        return [p for p, t in zip(self.parts, self.starts) if t <= seconds][-1].label
+
+    def window_caption(self, start: float, end: float) -> str:
+        """The caption of the window [start, end): only what plays in it, a change as "..., then X".
+
+        Windows are captioned by what they hold: an LM taught that a sound may turn into another without
+        the caption saying so would do the same in the middle of a long generation."""
+        ends = self.starts[1:] + [self.duration]
+        inside = [p for p, a, b in zip(self.parts, self.starts, ends) if a < end and b > start]
+        return ", ".join([inside[0].caption] + [f"then {name_of(p)}" for p in inside[1:]])
+
+
+def name_of(clip: Clip) -> str:
+    """The synonym the clip's caption uses for its class."""
+    return SYNONYMS[clip.label][clip.phrasing[1]]
+
+
+def sample_scenes(n: int, seed: int = 0, held_out: bool = False, classes: list[str] = CLASSES,
+                  change_share: float = 0.2, seconds: tuple[int, ...] = SCENE_SECONDS) -> list[Scene]:
+    """``n`` scenes of ``classes``: each one sound lasting 6-12 s, or (``change_share`` of them) that sound
+    followed at a whole second by another class's, from the same family (music by music, effects by effects)."""
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for _ in range(n):
+        first = sample_clips(1, seed=int(rng.integers(2**31)), held_out=held_out, classes=classes)[0]
+        duration = float(rng.choice(seconds))
+        parts, starts = [first], [0.0]
+        if rng.random() < change_share:
+            family = [c for c in classes if (c in INSTRUMENTS) == (first.label in INSTRUMENTS) and c != first.label]
+            if family:
+                second = sample_clips(1, seed=int(rng.integers(2**31)), held_out=held_out, classes=family)[0]
+                parts.append(second)
+                starts.append(float(rng.integers(2, int(duration) - 1)))
+        scenes.append(Scene(parts, starts, duration))
+    return scenes
+
+
+def render_scene(scene: Scene) -> np.ndarray:
+    """The scene's samples: float32, ``scene.duration`` s; each part rendered at its own length, peak 0.9."""
+    out = np.zeros(int(round(scene.duration * SAMPLE_RATE)), dtype=np.float32)
+    ends = scene.starts[1:] + [scene.duration]
+    for part, start, end in zip(scene.parts, scene.starts, ends):
+        a, b = int(round(start * SAMPLE_RATE)), int(round(end * SAMPLE_RATE))
+        wave = render(part, (b - a) / SAMPLE_RATE)[:b - a]
+        if a > 0:
+            wave[:FADE] *= np.linspace(0, 1, FADE, dtype=np.float32)
+        if b < len(out):
+            wave[-FADE:] *= np.linspace(1, 0, FADE, dtype=np.float32)
+        out[a:a + len(wave)] = wave
+    return out

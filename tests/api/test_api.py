@@ -53,6 +53,24 @@ def test_extended_generation_by_sliding_window(musicgen, refs):
     assert torch.equal(tokens, refs["musicgen.extended.tokens"])
 
 
+@pytest.mark.parametrize("prompt_seconds", [None, 0.3])
+def test_decoding_steps_count_every_window(musicgen, prompt_seconds):
+    """A progress bar over a long generation needs the steps of all windows (audiocraft's callback restarts)."""
+    musicgen.max_duration = 0.6
+    musicgen.set_generation_params(use_sampling=False, duration=1.0, extend_stride=0.2, top_k=32)
+    calls = []
+    musicgen.set_custom_progress_callback(lambda done, todo: calls.append(todo))
+    if prompt_seconds is None:
+        musicgen.generate(["dog barking"])
+    else:
+        prompt = 0.1 * torch.randn(1, 1, int(prompt_seconds * 32000), generator=torch.Generator().manual_seed(0))
+        musicgen.generate_continuation(prompt, 32000, ["dog barking"])
+    plan = musicgen.window_plan(0 if prompt_seconds is None else int(prompt_seconds * musicgen.frame_rate))
+    assert len(plan) > 1 and plan[0][1] == 30 and all(given == 20 for given, _ in plan[1:])
+    assert musicgen.decoding_steps(plan[0][0]) == len(calls)
+    assert len(set(calls)) > 1                          # each window reported against its own steps
+
+
 def test_continuation_keeps_the_prompt(musicgen, refs):
     musicgen.set_generation_params(use_sampling=False, duration=0.5, top_k=32)
     prompt = refs["musicgen.continuation.prompt_wav"]

@@ -1,5 +1,6 @@
 """The ``minicraft`` command, run as a user runs it (a subprocess), against an offline cache."""
 import os
+import re
 import subprocess
 import sys
 
@@ -59,6 +60,14 @@ def test_seed_makes_files_identical(cache, tmp_path):
         assert run("generate", "--model", "small", "dog barking", "--duration", "0.2", "--seed", "3", "--out",
                    str(tmp_path / name)).returncode == 0
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+def test_the_progress_bar_counts_every_window_of_a_long_generation(tmp_path):
+    result = run("generate", "a fast drum beat", "--duration", "40", "--seed", "1", "--out", str(tmp_path / "d.wav"))
+    assert result.returncode == 0, result.stderr
+    bars = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) steps", result.stderr)]
+    assert bars, result.stderr                                      # drawn once a second has passed
+    assert all(done <= total for done, total in bars) and bars[-1][0] == bars[-1][1], bars[-3:]
 
 
 def test_int8_with_the_tiny_model(tmp_path):

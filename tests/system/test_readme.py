@@ -58,6 +58,6 @@ def test_command_line_snippets(user):
         assert result.returncode == 0, (command, result.stderr)
     assert sorted(p.name for p in (user / "sounds").iterdir()) == ["dog_barking.wav", "rain_on_a_tin_roof.wav"]
     assert sf.info(str(user / "longer.wav")).frames == 12 * 32000
-    tiny = sorted((user / "tiny").iterdir())                  # the default model: minicraft's own, 16 kHz
+    tiny = sorted((user / "tiny").iterdir())                  # minicraft's own MusicGen and AudioGen, 16 kHz
     assert [p.name for p in tiny] == ["a_slow_low_flute_melody_in_minor.wav", "the_sound_of_rain.wav"]
-    assert sf.info(str(tiny[0])).samplerate == 16000
+    assert [(sf.info(str(p)).samplerate, sf.info(str(p)).frames) for p in tiny] == [(16000, 160000)] * 2

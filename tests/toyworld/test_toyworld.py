@@ -58,3 +58,63 @@ def test_classes_sound_different():
     same = np.abs(spectrum("rain", 0) - spectrum("rain", 1)).mean()
     other = np.abs(spectrum("rain", 0) - spectrum("siren", 0)).mean()
     assert other > 2 * same
+
+
+# ---------------------------------------------------------------- scenes: time in the toy world
+
+def test_the_evaluation_clips_are_unchanged_by_scenes():
+    """The 2-second clips of a seed render as they did before scenes existed, so the report's clips stay
+    comparable: mean |sample| and sample 20000 of the first 12 held-out clips of seed 7, taken from the renders
+    before `render` learnt a duration (to 1e-5: numpy's sin and exp may differ in the last bits between CPUs)."""
+    held = tw.render_batch(tw.sample_clips(12, seed=7, held_out=True))
+    mean_abs = [0.004555, 0.154822, 0.088366, 0.004555, 0.572983, 0.104392, 0.084076, 0.125717, 0.756718, 0.059487,
+                0.036608, 0.412513]
+    sample = [0.0, -0.221749, 0.169641, 0.0, 0.70441, 0.042388, 0.026828, -0.158103, 0.0, 0.000279, 8.3e-05, 0.0]
+    assert np.allclose(np.abs(held).mean(1), mean_abs, atol=1e-5)
+    assert np.allclose(held[:, 20000], sample, atol=1e-5)
+
+
+def test_scenes_are_deterministic_and_of_their_family():
+    a, b = tw.sample_scenes(30, seed=3, classes=tw.INSTRUMENTS), tw.sample_scenes(30, seed=3, classes=tw.INSTRUMENTS)
+    assert [s.caption for s in a] == [s.caption for s in b]
+    assert np.array_equal(tw.render_scene(a[0]), tw.render_scene(b[0]))
+    assert all(p.label in tw.INSTRUMENTS for s in a for p in s.parts)
+    effects = tw.sample_scenes(30, seed=3, classes=tw.EFFECTS)
+    assert all(p.label in tw.EFFECTS for s in effects for p in s.parts)
+    assert {s.duration for s in a + effects} <= set(map(float, tw.SCENE_SECONDS))
+
+
+def test_a_scene_changes_at_its_stated_second_and_says_so():
+    scenes = [s for s in tw.sample_scenes(200, seed=4) if len(s.parts) > 1]
+    assert 20 < len(scenes) < 60                                       # about a fifth change
+    for scene in scenes[:10]:
+        first, second = scene.parts
+        at = scene.starts[1]
+        assert first.label != second.label and (first.label in tw.INSTRUMENTS) == (second.label in tw.INSTRUMENTS)
+        assert scene.caption == f"{first.caption}, then {tw.name_of(second)} after {at:g} seconds"
+        assert scene.label_at(at - 0.01) == first.label and scene.label_at(at) == second.label
+        assert scene.window_caption(at - 2, at) == first.caption                          # before: the first only
+        assert scene.window_caption(at - 1, at + 1) == f"{first.caption}, then {tw.name_of(second)}"
+        assert scene.window_caption(at, at + 2) == second.caption                        # after: the second only
+
+
+def test_a_long_scene_keeps_playing_its_sound():
+    """Every 2 seconds of a 6-12 s scene is within 10 dB of the loudest 2: the melody, rhythm or texture goes on,
+    it does not end after 2 seconds (what the sliding window's prompt would have taught the LM to do)."""
+    for scene in tw.sample_scenes(26, seed=5, change_share=0):
+        wav = tw.render_scene(scene)
+        assert len(wav) == int(scene.duration * tw.SAMPLE_RATE)
+        energy = wav[:int(scene.duration) // 2 * 32000].reshape(-1, 32000).astype(np.float64) ** 2
+        energy = energy.mean(-1)
+        assert energy.min() > 0.1 * energy.max(), (scene.caption, energy)
+
+
+def test_a_melody_continues_its_contour_and_a_rhythm_its_tempo():
+    clip = tw.Clip("music", "flute", 1, dict(tempo="fast", register="mid", contour="rising", mode="major"))
+    notes = tw.melody(clip.attributes, np.random.default_rng(0), 8.0)
+    step = 60 / tw.TEMPOS["fast"] / 2
+    assert len(notes) == int(8.0 / step) and all(abs(n[0] - i * step) < 1e-9 for i, n in enumerate(notes))
+    short = tw.melody(clip.attributes, np.random.default_rng(0))
+    assert notes[:len(short)] == short                                       # the 2-second tune, then more of it
+    falling = dict(clip.attributes, contour="falling")
+    assert tw.melody(falling, np.random.default_rng(0), 8.0)[:len(short)] == tw.melody(falling, np.random.default_rng(0))

@@ -10,7 +10,8 @@ from minicraft.toyworld.evaluate import (accuracy, generation_report, labelled_a
                                 unquantized_report, unseen_degradations)
 from minicraft.modules.tokenizer import T5Tokenizer
 from minicraft.toyworld.train import (CodecTrainConfig, EMAQuantizer, LMTrainConfig, build_text_and_lm, codec_loss,
-                             lm_loss, noisy_captions, spectral_loss, train_codec, train_tokenizer)
+                                      crop_windows, encode_scenes, lm_loss, noisy_captions, scene_captions,
+                                      spectral_loss, train_codec, train_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +231,48 @@ def test_generation_report_applies_sampling_overrides_at_every_guidance_strength
     rain = sum(c.label == "rain" for c in clips)
     assert [r.recognised for r in results] == [rain / len(clips)] * 2
     assert all(sum(n for heard in r.misheard.values() for n in heard.values()) == len(clips) - rain for r in results)
+
+
+def test_windows_are_cropped_at_random_offsets_and_captioned_by_what_they_hold():
+    scenes = tw.sample_scenes(40, seed=2, classes=tw.EFFECTS)
+    # codes that say where they are: frame t of scene i holds (i, t)
+    codes = [torch.stack([torch.full((int(s.duration * 50),), i), torch.arange(int(s.duration * 50))])
+             for i, s in enumerate(scenes)]
+    wrong = [None] * len(scenes)
+    wrong[0] = "a wrong caption"
+    windows, texts = crop_windows(scenes, codes, 100, 50, torch.Generator().manual_seed(0), wrong, 400)
+    assert windows.shape == (400, 2, 100)
+    starts = windows[:, 1, 0]
+    assert (windows[:, 1] == starts[:, None] + torch.arange(100)).all()                # 100 consecutive frames
+    assert len(set(starts.tolist())) > 100 and starts.max() > 300                         # anywhere in the scene
+    for (i, start), text in zip(windows[:, :, 0].tolist(), texts):
+        expected = "a wrong caption" if i == 0 else scenes[i].window_caption(start / 50, start / 50 + 2)
+        assert text == expected
+    assert any(", then " in t for t in texts)                                            # some cross a change
+    assert all(t in scene_captions(scenes[i]) for (i, _), t in zip(windows[:, :, 0].tolist(), texts) if i)
+
+
+def test_scenes_are_encoded_whole_as_the_codec_encodes_them():
+    torch.manual_seed(0)
+    codec = Encodec(small_codec_config().codec()).eval()
+    scenes = tw.sample_scenes(5, seed=8, seconds=(6, 8))
+    codes = encode_scenes(codec, scenes, batch=2)
+    for scene, c in zip(scenes, codes):
+        alone = codec.encode(torch.from_numpy(tw.render_scene(scene))[None, None])[0]
+        assert c.shape == (3, int(scene.duration * 50)) and torch.equal(c, alone)
+
+
+def test_an_opening_share_of_windows_starts_where_the_scene_does():
+    scenes = tw.sample_scenes(20, seed=2, classes=tw.INSTRUMENTS)
+    codes = [torch.arange(int(s.duration * 50))[None] for s in scenes]
+    generator = torch.Generator().manual_seed(0)
+    windows, _ = crop_windows(scenes, codes, 100, 50, generator, [None] * 20, 400, opening_share=0.25)
+    share = (windows[:, 0, 0] == 0).float().mean()
+    assert 0.19 < share < 0.31                                   # 0.25 asked, and a few uniform crops at 0
+    # none asked: the generator draws a scene, then an offset per window, and nothing else (the recipe's windows
+    # without openings are the ones cropped before openings existed)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(20, (50,), generator=g).tolist()
+    starts = [int(torch.randint(codes[i].shape[-1] - 99, (), generator=g)) for i in rows]
+    windows, _ = crop_windows(scenes, codes, 100, 50, torch.Generator().manual_seed(0), [None] * 20, 50)
+    assert windows[:, 0, 0].tolist() == starts

@@ -415,9 +415,8 @@ def crop_windows(scenes: list[world.Scene], codes: list[torch.Tensor], frames: i
 
 def scene_captions(scene: world.Scene) -> list[str]:
     """Every caption a window of ``scene`` can have: each part alone, and each change."""
-    texts = [p.caption for p in scene.parts]
-    texts += [f"{a.caption}, then {world.name_of(b)}" for a, b in zip(scene.parts, scene.parts[1:])]
-    return texts
+    return [world.caption_of([p]) for p in scene.parts] + [world.caption_of(list(pair))
+                                                          for pair in zip(scene.parts, scene.parts[1:])]
 
 
 def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None):

@@ -307,7 +307,12 @@ class Scene:
         the caption saying so would do the same in the middle of a long generation."""
         ends = self.starts[1:] + [self.duration]
         inside = [p for p, a, b in zip(self.parts, self.starts, ends) if a < end and b > start]
-        return ", ".join([inside[0].caption] + [f"then {name_of(p)}" for p in inside[1:]])
+        return caption_of(inside)
+
+
+def caption_of(parts: list[Clip]) -> str:
+    """The caption of sounds heard in turn: the first's own caption, then each next one by name."""
+    return ", ".join([parts[0].caption] + [f"then {name_of(p)}" for p in parts[1:]])
 
 
 def name_of(clip: Clip) -> str:

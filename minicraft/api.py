@@ -230,15 +230,20 @@ class GenModel:
         """The sliding window's calls for ``self.duration`` s: (frames of prompt, frames in all), one per window.
 
         Each window after the first is prompted with the last ``max_duration - extend_stride`` s of the one
-        before; they advance by ``extend_stride`` until ``duration`` is reached."""
+        before; they advance by ``extend_stride`` until ``duration`` is reached. Counted in whole frames:
+        audiocraft works out each window's length in seconds, and float rounding can lose a frame there (0.7 s
+        at 50 Hz, a 0.6 s window and a 0.2 s stride give it 34 frames, not 35) or plan a window with nothing
+        left to generate (its assertion error); here the windows always add up to ``duration``."""
         total = int(self.duration * self.frame_rate)
         if self.duration <= self.max_duration:
             return [(prompt_frames, total)]
-        plan, offset, stride = [], 0, int(self.frame_rate * self.extend_stride)
+        window, stride = int(self.max_duration * self.frame_rate), int(self.frame_rate * self.extend_stride)
+        plan, offset = [], 0
         while offset + prompt_frames < total:
-            frames = int(min(self.duration - offset / self.frame_rate, self.max_duration) * self.frame_rate)
+            frames = min(total - offset, window)
             plan.append((prompt_frames, frames))
-            prompt_frames, offset = frames - stride, offset + stride
+            # the next prompt: this window past its first `stride` frames (none after a last, short window)
+            prompt_frames, offset = max(frames - stride, 0), offset + stride
         return plan
 
     def decoding_steps(self, prompt_frames: int = 0) -> int:

@@ -198,3 +198,25 @@ def test_int8_quantized_from_the_mapped_file_equals_quantizing_after(folder, dty
     assert streamed.keys() == after.keys()
     for key, tensor in after.items():
         assert streamed[key].dtype == tensor.dtype and torch.equal(streamed[key], tensor), key
+
+
+
+@pytest.mark.parametrize("duration, max_duration, stride", [
+    (0.7, 0.6, 0.2), (0.62, 0.6, 0.4), (0.84, 0.6, 0.4), (5.3, 2.0, 1.5), (6.1, 2.0, 1.0), (48.1, 30.0, 18.0)])
+def test_windows_add_up_to_the_duration_in_whole_frames(musicgen, duration, max_duration, stride):
+    """audiocraft computes each window's length in seconds; at these durations float rounding makes it lose a
+    frame or plan a window with nothing to generate (an assertion error). The plan counts whole frames."""
+    musicgen.max_duration = max_duration
+    musicgen.set_generation_params(duration=duration, extend_stride=stride)
+    plan = musicgen.window_plan()
+    total = int(duration * musicgen.frame_rate)
+    assert all(0 <= given < frames <= int(max_duration * musicgen.frame_rate) for given, frames in plan)
+    assert plan[0][1] + sum(frames - given for given, frames in plan[1:]) == total
+
+
+def test_a_duration_audiocraft_cannot_finish_is_generated_whole(musicgen):
+    musicgen.max_duration = 0.6
+    musicgen.set_generation_params(use_sampling=False, duration=0.7, extend_stride=0.2, top_k=32)
+    assert musicgen.window_plan() == [(0, 30), (20, 25)]       # audiocraft: (0, 30), (20, 24), (14, 14), (4, 4)
+    tokens = musicgen.generate(["dog barking"], return_tokens=True)[1]
+    assert tokens.shape[-1] == 35

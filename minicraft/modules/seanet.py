@@ -9,8 +9,9 @@ The decoder mirrors it with transposed convolutions.
 
 Padding is the subtle part, and it must be audiocraft's exactly: a
 non-causal conv pads ``kernel - stride`` samples split between both sides
-(more on the left), plus extra zeros on the right so the last window is
-complete; a transposed conv trims the same amount from its output.
+(more on the left), plus extra padding on the right, in the same mode
+(reflected samples by default, not zeros), so the last window is complete;
+a transposed conv trims the same amount from its output.
 
 Weight norm is folded into plain weights when loading (``checkpoints.fold_weight_norm``).
 Module names reproduce the checkpoint keys: ``model.{i}.conv.conv.weight``,

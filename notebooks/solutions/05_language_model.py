@@ -3,18 +3,14 @@ import torch
 import torch.nn.functional as F
 
 
-def delay_layout(K, T, delays):
-    S = T + max(delays) + 1
-    steps = torch.arange(S)
-    layout = steps[None, :] - 1 - torch.tensor(delays)[:, None]    # step s holds frame s - 1 - delay
-    return layout.clamp(min=-1)
-
-
-def flat_steps(K, T):
-    # One code per step plus the initial empty step: K times more steps than the delay pattern,
-    # so K times slower generation (and a K-times longer attention context).
-    return K * T + 1
+def build_delayed(codes, delays, special):
+    B, K, T = codes.shape
+    S = T + max(delays) + 1                                  # the empty step 0, the frames, the longest delay
+    sequence = torch.full((B, K, S), special, dtype=codes.dtype)   # empty cells hold the special token
+    for k, delay in enumerate(delays):
+        sequence[:, k, 1 + delay:1 + delay + T] = codes[:, k]      # frame t of codebook k at step t + 1 + delay
+    return sequence
 
 
 def masked_loss(logits, codes, valid):
-    return F.cross_entropy(logits[valid], codes[valid])
+    return F.cross_entropy(logits[valid], codes[valid])      # only the positions that have a prediction

@@ -14,7 +14,10 @@ def top_k_probs(probs, k):
     return kept / kept.sum()
 
 
-def top_p_kept(probs, p):
-    sorted_probs, order = probs.sort(descending=True)
-    mass_before = sorted_probs.cumsum(0) - sorted_probs
-    return order[mass_before <= p].sort().values
+def top_p_filter(logits, p):
+    probs = torch.softmax(logits, dim=-1)                                # [..., V]
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs             # the mass of the likelier codes
+    kept = sorted_probs * (mass_before <= p)     # keep while the mass *before* is <= p: the crossing code stays
+    kept = kept / kept.sum(dim=-1, keepdim=True)                         # renormalise
+    return torch.zeros_like(probs).scatter(-1, order, kept)             # back to token order

@@ -1,8 +1,6 @@
 """Worked solutions to the exercises of notebook 07."""
 import torch
 
-from minicraft.modules.attention import KVCache
-
 
 def cfg_mix(cond_logits, uncond_logits, coef):
     return uncond_logits + coef * (cond_logits - uncond_logits)
@@ -14,21 +12,11 @@ def kv_cache_bytes(layers, dim, batch, seconds, frame_rate, num_codebooks, cfg=T
     return 2 * layers * rows * steps * dim * bytes_per_number       # keys and values
 
 
-def greedy_by_hand(lm, cond, cross_mask, frames):
-    B = cond.shape[0] // 2
-    K, special = lm.config.num_codebooks, lm.special_token
-    pattern = lm.pattern(frames)
-    sequence, valid = pattern.build(torch.full((B, K, frames), -1), special)
-    S = sequence.shape[-1]
-    caches = [KVCache.empty(2 * B, lm.config.num_heads, S, lm.config.dim // lm.config.num_heads, cond.dtype, cond.device)
-              for _ in lm.transformer.layers]
-    with torch.inference_mode():
-        for s in range(1, S):
-            step = sequence[..., s - 1:s]
-            logits = lm(torch.cat([step, step]), cond, cross_mask, caches=caches)[:, :, -1]
-            cond_logits, uncond_logits = logits.split(B)
-            token = cfg_mix(cond_logits, uncond_logits, 3.0).argmax(-1, keepdim=True)
-            token[~valid[:, s:s + 1].expand(B, -1, -1)] = special
-            sequence[..., s:s + 1] = token
-    codes, _ = pattern.revert(sequence, special)
-    return codes
+def guided_probs(logits, cfg_coef, temperature, top_k):
+    B = logits.shape[0] // 2
+    cond_logits, uncond_logits = logits.split(B)                    # prompts first, then the null condition
+    guided = cfg_mix(cond_logits, uncond_logits, cfg_coef)          # mix logits, not probabilities
+    probs = torch.softmax(guided / temperature, dim=-1)             # [B, K, V]
+    kth = probs.topk(top_k, dim=-1).values[..., -1:]                # the k-th largest, per row
+    probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))   # ties with the k-th are kept
+    return probs / probs.sum(dim=-1, keepdim=True)

@@ -50,6 +50,17 @@ class Components:
     codec: Encodec
     max_duration: float      # seconds the LM was trained on (one generation window)
 
+    def __post_init__(self):
+        """The LM and the codec must agree on the codes: checked at load, not at the first decode."""
+        K, n = self.lm.config.num_codebooks, self.codec.num_codebooks
+        if n < K:
+            raise CheckpointError(f"{self.name}: the LM predicts {K} codebooks per frame, but its codec has only {n} "
+                                  "quantizer codebooks to decode them; the LM and the codec do not belong together.")
+        if self.lm.config.codebook_size > self.codec.codebook_size:
+            raise CheckpointError(f"{self.name}: the LM chooses among {self.lm.config.codebook_size} codes per "
+                                  f"codebook, but the codec's codebooks hold {self.codec.codebook_size}; the LM "
+                                  "and the codec do not belong together.")
+
 
 # ---------------------------------------------------------------- where the files are
 
@@ -252,7 +263,17 @@ def empty_lm(config: LMConfig, quantize: str | None) -> tuple[LM, dict[str, str]
 
 def text_conditioner(t5: nn.Module, tokenizer: T5Tokenizer, proj_state: dict, dim: int, source,
                      dtype) -> TextConditioner:
-    t5_dim = proj_state["weight"].shape[1] if "weight" in proj_state else t5.config.d_model
+    """The text path: ``t5`` and the projection of its states to the LM's width ``dim``.
+
+    A Hugging Face MusicGen whose text encoder is already as wide as its decoder has no projection
+    (``enc_to_dec_proj``): transformers passes the text states on as they are, so here it is the identity."""
+    if not proj_state:
+        if t5.config.d_model != dim:
+            raise CheckpointError(f"{source}: no projection of the text states (enc_to_dec_proj / output_proj), "
+                                  f"yet the text encoder is {t5.config.d_model} wide and the LM {dim}; "
+                                  "is it the right file for this model?")
+        proj_state = {"weight": torch.eye(dim), "bias": torch.zeros(dim)}
+    t5_dim = proj_state["weight"].shape[1]
     with on_meta():
         conditioner = TextConditioner(tokenizer, None, t5_dim, dim)
     load_into(conditioner, {f"output_proj.{k}": v for k, v in proj_state.items()}, source, dtype)

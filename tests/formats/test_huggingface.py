@@ -1,11 +1,15 @@
 """Loading Hugging Face-format checkpoints the way a download lays them out, compared with transformers."""
+import json
+
 import torch
 
 from hfcache import put_folder_in_cache, put_in_cache
-from hf_models import hf_generate_codes, save_musicgen, tiny_musicgen
+from hf_models import (DECODER_TINY, ENCODEC_TINY, build_musicgen, hf_generate_codes, save_musicgen,
+                       tiny_musicgen)
 from paths import FIXTURES, T5_TINY
 from minicraft import AudioGen, MusicGen
 from minicraft.models.codec import Encodec
+from minicraft.formats.checkpoints import CheckpointError
 from minicraft.formats.hub import ModelNotAvailable
 
 import pytest
@@ -108,3 +112,27 @@ def test_cache_layout_is_what_huggingface_hub_reads(hf_cache):
     path = hf_hub_download("org/repo", "model.safetensors")
     assert path == str(snapshot / "model.safetensors")
     assert (snapshot / "model.safetensors").is_symlink()
+
+
+def tiny_text_encoder():
+    config = json.loads((T5_TINY / "config.json").read_text())
+    return {k: v for k, v in config.items() if k not in ("architectures", "transformers_version")}
+
+
+def test_a_decoder_as_wide_as_the_text_encoder_needs_no_projection(tmp_path):
+    """transformers makes no enc_to_dec_proj when the widths match and uses the text states as they are."""
+    width = tiny_text_encoder()["d_model"]
+    reference = build_musicgen(tiny_text_encoder(), ENCODEC_TINY, dict(DECODER_TINY, hidden_size=width))
+    assert not hasattr(reference, "enc_to_dec_proj")
+    model = MusicGen.get_pretrained(str(save_musicgen(reference, tmp_path / "same-width")), device="cpu")
+    expected = hf_generate_codes(reference, ["dog barking"], frames=8, do_sample=False, guidance_scale=3.0)
+    model.set_generation_params(use_sampling=False, duration=8 / 50, cfg_coef=3.0)
+    assert torch.equal(model.generate(["dog barking"], return_tokens=True)[1], expected)
+
+
+def test_a_codec_with_fewer_codebooks_than_the_lm_fails_at_load(tmp_path):
+    """0.5 kbps at 50 frames/s of 5-bit codes is 2 codebooks; the LM predicts 4. Said at load, both numbers."""
+    reference = build_musicgen(tiny_text_encoder(), dict(ENCODEC_TINY, target_bandwidths=[0.5]), DECODER_TINY)
+    folder = save_musicgen(reference, tmp_path / "two-codebooks")
+    with pytest.raises(CheckpointError, match="the LM predicts 4 codebooks per frame, but its codec has only 2"):
+        MusicGen.get_pretrained(str(folder), device="cpu")

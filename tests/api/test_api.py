@@ -200,7 +200,6 @@ def test_int8_quantized_from_the_mapped_file_equals_quantizing_after(folder, dty
         assert streamed[key].dtype == tensor.dtype and torch.equal(streamed[key], tensor), key
 
 
-
 @pytest.mark.parametrize("duration, max_duration, stride", [
     (0.7, 0.6, 0.2), (0.62, 0.6, 0.4), (0.84, 0.6, 0.4), (5.3, 2.0, 1.5), (6.1, 2.0, 1.0), (48.1, 30.0, 18.0)])
 def test_windows_add_up_to_the_duration_in_whole_frames(musicgen, duration, max_duration, stride):

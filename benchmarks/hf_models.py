@@ -38,6 +38,9 @@ ENCODEC_TINY = dict(ENCODEC_32KHZ, num_filters=4, codebook_size=32, codebook_dim
                     target_bandwidths=[1.0])
 DECODER_TINY = dict(vocab_size=32, max_position_embeddings=256, num_hidden_layers=2, ffn_dim=128,
                     num_attention_heads=4, hidden_size=64, num_codebooks=4, audio_channels=1)
+# the stereo MusicGens: the mono codec on each channel, 2 x 4 codebooks interleaved (musicgen-stereo-small)
+DECODER_TINY_STEREO = dict(DECODER_TINY, num_codebooks=8, audio_channels=2)
+MUSICGEN_STEREO_SMALL_DECODER = dict(MUSICGEN_SMALL_DECODER, num_codebooks=8, audio_channels=2)
 
 
 def build_musicgen(text_encoder: dict, audio_encoder: dict, decoder: dict, seed: int = 0):
@@ -59,10 +62,10 @@ def build_musicgen(text_encoder: dict, audio_encoder: dict, decoder: dict, seed:
     return model
 
 
-def tiny_musicgen(seed: int = 0):
+def tiny_musicgen(seed: int = 0, decoder: dict = DECODER_TINY):
     text_encoder = json.loads((T5_TINY / "config.json").read_text())
     text_encoder = {k: v for k, v in text_encoder.items() if k not in ("architectures", "transformers_version")}
-    return build_musicgen(text_encoder, ENCODEC_TINY, DECODER_TINY, seed)
+    return build_musicgen(text_encoder, ENCODEC_TINY, decoder, seed)
 
 
 def save_musicgen(model, folder: Path, max_shard_size: str | None = None, tokenizer: Path = T5_TINY) -> Path:
@@ -81,20 +84,25 @@ def save_musicgen(model, folder: Path, max_shard_size: str | None = None, tokeni
     return folder
 
 
-def hf_generate_codes(model, prompts: list[str], frames: int, **kwargs) -> torch.Tensor:
-    """transformers' MusicGen generation; returns the codes [B, K, frames] it decodes."""
+def hf_generate_codes(model, prompts: list[str], frames: int, return_audio: bool = False, **kwargs):
+    """transformers' MusicGen generation; returns the codes [B, K, frames] it decodes (and the audio, if asked).
+
+    A stereo model decodes twice, left codebooks then right: the codes come back interleaved as its LM
+    predicts them."""
     from transformers import AutoTokenizer
     inputs = AutoTokenizer.from_pretrained(T5_TINY)(prompts, return_tensors="pt", padding=True)
-    captured = {}
+    captured = []
     decode = model.audio_encoder.decode
 
     def spy(audio_codes, *args, **kw):
-        captured["codes"] = audio_codes
+        captured.append(audio_codes[0])
         return decode(audio_codes, *args, **kw)
     model.audio_encoder.decode = spy
+    delays = model.decoder.num_codebooks // model.decoder.config.audio_channels - 1
     try:
         with torch.no_grad():
-            model.generate(**inputs, max_new_tokens=frames + model.decoder.num_codebooks - 1, **kwargs)
+            audio = model.generate(**inputs, max_new_tokens=frames + delays, **kwargs)
     finally:
         model.audio_encoder.decode = decode
-    return captured["codes"][0]
+    codes = captured[0] if len(captured) == 1 else torch.stack(captured, dim=2).flatten(1, 2)   # [B, K, T]
+    return (codes, audio) if return_audio else codes

@@ -321,9 +321,11 @@ TINY_AUDIOGEN = str(Path(__file__).resolve().parent / "assets" / "tiny-audiogen"
 
 
 class MusicGen(GenModel):
-    """Text to music (facebook/musicgen-small, -medium, -large; "tiny" is minicraft's own, toy-world instruments)."""
+    """Text to music (facebook/musicgen-small, -medium, -large, and -stereo-*: stereo at [B, 2, samples];
+    "tiny" is minicraft's own, toy-world instruments)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
-    NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large")}}
+    NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "stereo-small",
+                                                                    "stereo-medium", "stereo-large")}}
     DEFAULT_NAME = "small"
 
 

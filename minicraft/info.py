@@ -22,6 +22,9 @@ KNOWN = {
                                 "T5-base, EnCodec 32 kHz",
     "facebook/musicgen-large": "MusicGen large: ~3.3B-parameter LM (2048 wide, 48 layers, 32 heads), "
                                "T5-base, EnCodec 32 kHz",
+    **{f"facebook/musicgen-stereo-{size}": f"MusicGen stereo {size}: the {size} LM predicting 8 codebooks (left "
+                                           "and right interleaved), T5-base, EnCodec 32 kHz on each channel"
+       for size in ("small", "medium", "large")},
     "facebook/audiogen-medium": "AudioGen medium: ~1.5B-parameter LM (1536 wide, 48 layers, 24 heads), "
                                 "T5-large text encoder, EnCodec 16 kHz (4 codebooks x 2048, 50 frames/s)",
 }
@@ -79,7 +82,8 @@ def describe(name: str, cls) -> str:
         codec = config.get("audio_encoder", {})
         dec = config.get("decoder", {})
         if codec:
-            lines.append(f"  sample rate {codec.get('sampling_rate')} Hz, {dec.get('num_codebooks')} codebooks of "
+            channels = "stereo (left and right codebooks interleaved)" if dec.get("audio_channels") == 2 else "mono"
+            lines.append(f"  sample rate {codec.get('sampling_rate')} Hz, {channels}, {dec.get('num_codebooks')} codebooks of "
                          f"{dec.get('vocab_size')}, LM {dec.get('hidden_size')} wide x "
                          f"{dec.get('num_hidden_layers')} layers")
     if params:

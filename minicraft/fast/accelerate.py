@@ -20,6 +20,7 @@ from minicraft.fast.decoding import FastLM, check_decoding
 from minicraft.fast.layer_step import FastTransformerLayer
 from minicraft.fast.replace import become, is_fast
 from minicraft.models.codec import Encodec
+from minicraft.models.stereo import StereoCodec
 from minicraft.models.lm import LM
 from minicraft.modules.attention import MultiheadAttention
 from minicraft.modules.seanet import ConvTranspose1d, SEANetDecoder
@@ -61,7 +62,8 @@ def accelerate(model, decoding: str = "plain", chunk_frames: int = 100):
                 become(part, FastLM, decoding=decoding)
             else:
                 part.adopt(decoding=decoding)
-        elif isinstance(part, Encodec):
+        elif isinstance(part, (Encodec, StereoCodec)):
+            part = part.mono if isinstance(part, StereoCodec) else part      # stereo: the one mono codec
             for module in part.decoder.modules():
                 if type(module) is ConvTranspose1d:
                     become(module, PolyphaseConvTranspose1d)

@@ -32,6 +32,7 @@ from minicraft.formats.t5 import load_t5_encoder, t5_from_state
 from minicraft.models.codec import Encodec
 from minicraft.models.conditioning import TextConditioner
 from minicraft.models.lm import LM, LMConfig
+from minicraft.models.stereo import StereoCodec
 from minicraft.fast.int8 import int8_modules, quantize_lm_int8, quantize_rows
 from minicraft.fast.machine import auto_setting
 from minicraft.modules.tokenizer import T5Tokenizer
@@ -47,7 +48,7 @@ class Components:
     name: str
     lm: LM
     conditioner: TextConditioner
-    codec: Encodec
+    codec: Encodec | StereoCodec
     max_duration: float      # seconds the LM was trained on (one generation window)
 
     def __post_init__(self):
@@ -156,6 +157,12 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
 
     codec_path = folder / "compression_state_dict.bin"
     codec = load_encodec_audiocraft(codec_path, dtype=dtype, resolve_pointer=encodec_from_hub)
+    interleave = config.get("interleave_stereo_codebooks") or {}
+    if interleave.get("use"):          # the stereo MusicGens: the mono codec on each channel
+        if interleave.get("per_timestep"):
+            raise CheckpointError(f"{path}: interleaves stereo codes per timestep; minicraft supports the "
+                                  "official stereo layout only (per codebook).")
+        codec = StereoCodec(codec)
     return Components(name or str(folder), lm, conditioner, codec,
                       float(config.get("dataset", {}).get("segment_duration", 30.0)))
 
@@ -218,6 +225,8 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     conditioner = text_conditioner(t5, tokenizer_for(folder), proj, lm_config.dim, weights, dtype)
     codec = load_encodec_hf((config["audio_encoder"], state), prefix="audio_encoder.", dtype=dtype,
                             source_name=weights)
+    if config["decoder"].get("audio_channels", 1) == 2:      # the stereo MusicGens: the mono codec per channel
+        codec = StereoCodec(codec)
     max_duration = 30.0
     generation = folder / "generation_config.json"
     if generation.is_file() and "max_length" in read_json(generation):

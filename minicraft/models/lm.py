@@ -88,12 +88,14 @@ class LMConfig:
             raise ValueError(f"decoder activation {decoder['activation_function']!r} is not supported.")
         if decoder.get("scale_embedding", False):
             raise ValueError("decoder.scale_embedding=True is not supported.")
-        if decoder.get("audio_channels", 1) != 1:
-            raise ValueError("stereo MusicGen checkpoints (audio_channels=2) are not supported yet.")
-        K = decoder["num_codebooks"]
+        channels, K = decoder.get("audio_channels", 1), decoder["num_codebooks"]
+        if channels not in (1, 2) or K % channels:
+            raise ValueError(f"decoder: audio_channels {channels!r} with {K} codebooks; MusicGen is mono (1) or "
+                             "stereo (2, an even number of codebooks).")
+        # stereo: left and right codebooks interleaved, each pair delayed as one mono codebook
         return cls(dim=decoder["hidden_size"], num_heads=decoder["num_attention_heads"],
                    num_layers=decoder["num_hidden_layers"], ffn_dim=decoder["ffn_dim"],
-                   num_codebooks=K, codebook_size=decoder["vocab_size"], delays=list(range(K)))
+                   num_codebooks=K, codebook_size=decoder["vocab_size"], delays=[k // channels for k in range(K)])
 
 
 class LM(nn.Module):

@@ -1,5 +1,6 @@
 """At the real facebook/musicgen-small architecture (T5-base, EnCodec 32 kHz, decoder 1024 x 24 x 16),
-with random weights written by transformers: logits match, and loading holds one copy of the weights."""
+with random weights written by transformers: logits match, and loading holds one copy of the weights.
+And at musicgen-stereo-small's (the same with 8 codebooks, left and right interleaved)."""
 import json
 import subprocess
 import sys
@@ -8,7 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from hf_models import ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER, T5_BASE, build_musicgen, save_musicgen
+from hf_models import (ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER, MUSICGEN_STEREO_SMALL_DECODER, T5_BASE,
+                       build_musicgen, save_musicgen)
 
 
 @pytest.fixture(scope="module")
@@ -18,24 +20,36 @@ def small(tmp_path_factory):
     return reference, folder
 
 
-def test_decoding_steps_equal_transformers(small):
+def assert_decoding_steps_equal_transformers(reference, folder, K: int):
+    """Every tensor of the file finds its place (loading fails otherwise), and 6 decoding steps with the
+    KV cache give transformers' logits."""
     from minicraft import MusicGen
     from transformers import AutoTokenizer
-    reference, folder = small
     model = MusicGen.get_pretrained(str(folder), device="cpu")
     assert (model.lm.config.dim, model.lm.config.num_layers, model.lm.config.num_heads) == (1024, 24, 16)
     assert model.conditioner.t5.config.d_model == 768 and model.codec.codebook_size == 2048
+    assert model.lm.config.num_codebooks == model.codec.num_codebooks == K
     prompt = ["dog barking"]
     inputs = AutoTokenizer.from_pretrained(folder)(prompt, return_tensors="pt")
     torch.manual_seed(0)
-    sequence = torch.randint(0, 2048, (1, 4, 6))
+    sequence = torch.randint(0, 2048, (1, K, 6))
     sequence[:, :, 0] = 2048                                      # the first step is the special token
     with torch.no_grad():
-        expected = reference(**inputs, decoder_input_ids=sequence.reshape(4, 6)).logits.reshape(1, 4, 6, 2048)
+        expected = reference(**inputs, decoder_input_ids=sequence.reshape(K, 6)).logits.reshape(1, K, 6, 2048)
         cond, _ = model.conditioner(prompt)
         caches = model.lm.new_caches(1, 6, cond)
         steps = [model.lm(sequence[..., s:s + 1], cond, caches=caches) for s in range(6)]   # decoding steps
     torch.testing.assert_close(torch.cat(steps, dim=2), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_decoding_steps_equal_transformers(small):
+    assert_decoding_steps_equal_transformers(*small, K=4)
+
+
+def test_stereo_small_decoding_steps_equal_transformers(tmp_path):
+    reference = build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_STEREO_SMALL_DECODER)
+    folder = save_musicgen(reference, tmp_path / "musicgen-stereo-small")
+    assert_decoding_steps_equal_transformers(reference, folder, K=8)
 
 
 def test_quantizing_while_reading_equals_quantizing_after(small):

@@ -43,29 +43,39 @@ DECODER_TINY_STEREO = dict(DECODER_TINY, num_codebooks=8, audio_channels=2)
 MUSICGEN_STEREO_SMALL_DECODER = dict(MUSICGEN_SMALL_DECODER, num_codebooks=8, audio_channels=2)
 
 
-def build_musicgen(text_encoder: dict, audio_encoder: dict, decoder: dict, seed: int = 0):
-    """A MusicgenForConditionalGeneration with random weights (eval mode)."""
+def build_musicgen(text_encoder: dict, audio_encoder: dict, decoder: dict, seed: int = 0, melody: bool = False):
+    """A MusicgenForConditionalGeneration with random weights (eval mode); with ``melody``, a
+    MusicgenMelodyForConditionalGeneration (chroma and text prepended to the decoder's input)."""
     import transformers
-    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+    from transformers import EncodecConfig, T5Config
     transformers.logging.set_verbosity_error()
     torch.manual_seed(seed)
+    kind = "MusicgenMelody" if melody else "Musicgen"
+    config_class, decoder_class = getattr(transformers, kind + "Config"), getattr(transformers, kind + "DecoderConfig")
     codebook_size = decoder["vocab_size"]
-    config = MusicgenConfig(text_encoder=T5Config(**text_encoder).to_dict(),
-                            audio_encoder=EncodecConfig(**audio_encoder).to_dict(),
-                            decoder=MusicgenDecoderConfig(**decoder, pad_token_id=codebook_size, bos_token_id=codebook_size,
-                                                          dropout=0.0, attention_dropout=0.0,
-                                                          activation_dropout=0.0, layerdrop=0.0).to_dict())
-    model = transformers.MusicgenForConditionalGeneration(config).eval()
+    config = config_class(text_encoder=T5Config(**text_encoder).to_dict(),
+                          audio_encoder=EncodecConfig(**audio_encoder).to_dict(),
+                          decoder=decoder_class(**decoder, pad_token_id=codebook_size, bos_token_id=codebook_size,
+                                                dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                                                layerdrop=0.0).to_dict())
+    model = getattr(transformers, kind + "ForConditionalGeneration")(config).eval()
     with torch.no_grad():                     # transformers initialises codebooks to zeros
         for layer in model.audio_encoder.quantizer.layers:
             layer.codebook.embed.normal_()
     return model
 
 
+def tiny_text_encoder() -> dict:
+    config = json.loads((T5_TINY / "config.json").read_text())
+    return {k: v for k, v in config.items() if k not in ("architectures", "transformers_version")}
+
+
+def tiny_musicgen_melody(seed: int = 0):
+    return build_musicgen(tiny_text_encoder(), ENCODEC_TINY, DECODER_TINY, seed, melody=True)
+
+
 def tiny_musicgen(seed: int = 0, decoder: dict = DECODER_TINY):
-    text_encoder = json.loads((T5_TINY / "config.json").read_text())
-    text_encoder = {k: v for k, v in text_encoder.items() if k not in ("architectures", "transformers_version")}
-    return build_musicgen(text_encoder, ENCODEC_TINY, decoder, seed)
+    return build_musicgen(tiny_text_encoder(), ENCODEC_TINY, decoder, seed)
 
 
 def save_musicgen(model, folder: Path, max_shard_size: str | None = None, tokenizer: Path = T5_TINY) -> Path:

@@ -5,7 +5,7 @@
     wav = model.generate(["lo-fi beat with mellow piano"])     # [B, C, samples]
 
 A model is three parts (see :mod:`minicraft.formats.loaders`): the text conditioner, the LM over
-codes and the EnCodec codec. This file only turns user requests into calls of
+codes and the EnCodec codec (a fourth for musicgen-melody: the melody's chroma, ``generate_with_chroma``). This file only turns user requests into calls of
 :func:`minicraft.generate.decoding.generate_codes` and the codec, including long
 generation by a sliding window and continuation of an audio prompt.
 
@@ -42,6 +42,7 @@ class GenModel:
     def __init__(self, parts: Components, device: torch.device | None = None):
         self.name = parts.name
         self.lm, self.conditioner, self.codec = parts.lm, parts.conditioner, parts.codec
+        self.melody = parts.melody            # musicgen-melody's chroma conditioner, else None
         self.max_duration = float(parts.max_duration)
         self.device = device or next(self.lm.parameters()).device
         self.mask_text_padding = True
@@ -73,8 +74,9 @@ class GenModel:
             dtype, quantize = (None if dtype == "auto" else dtype), (None if quantize == "auto" else quantize)
         dtype = dtype if dtype == "auto" else pick_dtype(dtype, device)
         parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype, quantize=quantize)
-        for module in (parts.lm, parts.conditioner, parts.codec):
-            module.to(device).eval()
+        for module in (parts.lm, parts.conditioner, parts.codec, parts.melody):
+            if module is not None:
+                module.to(device).eval()
         model = cls(parts, device)
         return accelerate(model) if fast else model
 
@@ -155,6 +157,29 @@ class GenModel:
         tokens = self.generate_tokens([None] * num_samples, None, progress)
         return self._finish(tokens, return_tokens)
 
+    def generate_with_chroma(self, descriptions: list[str | None], melody_wavs, melody_sample_rate: int,
+                             progress: bool = False, return_tokens: bool = False):
+        """Music that follows a melody (musicgen-melody): ``melody_wavs`` [B, C, T], [C, T] or a list of [C, T]
+        (or None: no melody for that description), one per description, at ``melody_sample_rate``.
+
+        As audiocraft: the melody's chromagram conditions the whole window; a melody shorter than the
+        model's 30-s window repeats, a longer one is cut (past the window, each window reads the melody from
+        its own start time, wrapping round). Chroma of the whole mix unless Demucs is installed with its
+        weights (:mod:`minicraft.models.melody`).
+        """
+        if self.melody is None:
+            raise ValueError(f"{self.name} has no melody conditioning; use a melody model "
+                             "(MusicGen.get_pretrained('melody')).")
+        check_descriptions(descriptions, allow_none=True)
+        melodies = check_melodies(melody_wavs, melody_sample_rate)
+        if len(melodies) != len(descriptions):
+            raise ValueError(f"{len(melodies)} melodies but {len(descriptions)} descriptions; give one melody "
+                             "(or None) per description.")
+        melodies = [None if wav is None else audio.convert(wav.to(self.device, torch.float32), melody_sample_rate,
+                                                          self.sample_rate, self.audio_channels)
+                    for wav in melodies]
+        return self._finish(self.generate_tokens(list(descriptions), None, progress, melodies), return_tokens)
+
     def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
                               descriptions: list[str | None] | None = None, progress: bool = False,
                               return_tokens: bool = False):
@@ -194,9 +219,26 @@ class GenModel:
             (cond, null), (mask, null_mask) = both.split(B), masks.split(B)
         return cond, null, mask, null_mask
 
+    def melody_prefixes(self, cond: torch.Tensor, null: torch.Tensor, melodies: list[torch.Tensor | None] | None,
+                        start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """musicgen-melody's prepended conditions, [chroma | text] and their null, for the window that starts
+        at frame ``start``. Past the model's window (a long generation), each window reads ``max_duration``
+        seconds of the melody from its own start time, wrapping round, as audiocraft does."""
+        B = cond.shape[0]
+        melodies = melodies or [None] * B
+        if self.duration > self.max_duration:
+            first = int(start / self.frame_rate * self.sample_rate)
+            positions = torch.arange(first, first + int(self.max_duration * self.sample_rate), device=self.device)
+            melodies = [None if wav is None else wav[:, positions % wav.shape[-1]] for wav in melodies]
+        chroma = self.melody(melodies, self.sample_rate).to(cond.dtype)             # [B, frames, D]
+        null_chroma = self.melody([None] * B, self.sample_rate).to(null.dtype)
+        return torch.cat([chroma, cond], dim=1), torch.cat([null_chroma, null], dim=1)   # [B, frames + L, D]
+
     def generate_tokens(self, descriptions: list[str | None], prompt_tokens: torch.Tensor | None,
-                        progress: bool = False) -> torch.Tensor:
-        """Codes [B, K, frames] for ``self.duration`` seconds (audiocraft's sliding window)."""
+                        progress: bool = False, melodies: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Codes [B, K, frames] for ``self.duration`` seconds (audiocraft's sliding window).
+
+        ``melodies`` (melody models only; each [C, T] at the model's rate, or None) condition every window."""
         params = dict(self.generation_params)
         cond, null, mask, null_mask = self.conditions(descriptions, params["two_step"])
         total = int(self.duration * self.frame_rate)
@@ -210,6 +252,10 @@ class GenModel:
                 print(f"{done: 6d} / {todo: 6d}", end="\r")
 
         def window(prompt, frames):
+            if self.melody is not None:       # no cross-attention: text and chroma are prepended, not masked
+                prefix, null_prefix = self.melody_prefixes(cond, null, melodies, offset)
+                return generate_codes(self.lm, None, None, frames, prompt=prompt, callback=callback,
+                                      prefix=prefix, null_prefix=null_prefix, **params)
             return generate_codes(self.lm, cond, null, frames, prompt=prompt, callback=callback,
                                   cross_mask=text_mask(mask) if self.mask_text_padding else None,
                                   null_cross_mask=text_mask(null_mask) if self.mask_text_padding else None,
@@ -220,7 +266,7 @@ class GenModel:
         stride = int(self.frame_rate * self.extend_stride)
         chunks = [] if prompt_tokens is None else [prompt_tokens]
         for i, (_, frames) in enumerate(self.window_plan(0 if prompt_tokens is None else prompt_tokens.shape[-1])):
-            offset = i * stride                           # read by the progress callback
+            offset = i * stride                           # read by the progress callback and the melody
             tokens = window(prompt_tokens, frames)
             chunks.append(tokens if prompt_tokens is None else tokens[..., prompt_tokens.shape[-1]:])
             prompt_tokens = tokens[..., stride:]          # the last (max - stride) seconds
@@ -293,6 +339,29 @@ def check_params(duration, top_k, top_p, temperature, cfg_coef, extend_stride, m
                          f"got {extend_stride}.")
 
 
+def check_melodies(melodies, sample_rate) -> list[torch.Tensor | None]:
+    """Melodies as audiocraft takes them ([B, C, T], [C, T], or a list of [C, T] and None) -> a list."""
+    if isinstance(melodies, torch.Tensor):
+        if melodies.dim() == 2:
+            melodies = melodies[None]
+        if melodies.dim() != 3:
+            raise ValueError(f"melody_wavs must be shaped [B, C, T] or [C, T], got {tuple(melodies.shape)}.")
+        melodies = list(melodies)
+    if not isinstance(melodies, (list, tuple)):
+        raise ValueError(f"melody_wavs must be a tensor or a list of [C, T] tensors and None, got "
+                         f"{type(melodies).__name__}.")
+    audio.check_rate(sample_rate, "melody_sample_rate")
+    for i, wav in enumerate(melodies):
+        if wav is None:
+            continue
+        if not isinstance(wav, torch.Tensor) or wav.dim() != 2 or wav.shape[-1] == 0:
+            raise ValueError(f"melody {i} must be a [C, T] tensor with samples, or None, got "
+                             f"{tuple(wav.shape) if isinstance(wav, torch.Tensor) else type(wav).__name__}.")
+        if not wav.is_floating_point() or not torch.isfinite(wav).all():
+            raise ValueError(f"melody {i} must hold finite floating-point samples in [-1, 1].")
+    return list(melodies)
+
+
 def check_prompt_audio(prompt, sample_rate) -> torch.Tensor:
     if not isinstance(prompt, torch.Tensor):
         raise ValueError(f"the audio prompt must be a torch.Tensor [B, C, T], got {type(prompt).__name__}.")
@@ -325,7 +394,9 @@ class MusicGen(GenModel):
     "tiny" is minicraft's own, toy-world instruments)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
     NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "stereo-small",
-                                                                    "stereo-medium", "stereo-large")}}
+                                                                    "stereo-medium", "stereo-large", "melody",
+                                                                    "melody-large", "stereo-melody",
+                                                                    "stereo-melody-large")}}
     DEFAULT_NAME = "small"
 
 

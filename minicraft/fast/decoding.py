@@ -73,12 +73,13 @@ class FastLM(LM):
                 for _ in range(config.num_layers)]
 
     def forward(self, sequence: torch.Tensor, cross: torch.Tensor | None = None,
-                cross_mask: torch.Tensor | None = None, caches=None) -> torch.Tensor:
+                cross_mask: torch.Tensor | None = None, caches=None,
+                prefix: torch.Tensor | None = None) -> torch.Tensor:
         """As :meth:`LM.forward`; with CUDA graphs, one-position steps after the first are replayed."""
         if self.decoding != "cuda-graph" or not caches or sequence.shape[-1] != 1 or caches[0].calls == 0:
             if caches and isinstance(caches[0], StaticKVCache):
                 caches[0].calls += 1          # the first call runs as usual: it projects the text's keys/values
-            return super().forward(sequence, cross, cross_mask, caches)
+            return super().forward(sequence, cross, cross_mask, caches, prefix)
         first = caches[0]
         if first.graph is None:
             first.graph = GraphedStep(lambda step: LM.forward(self, step, cross, cross_mask, caches), sequence,

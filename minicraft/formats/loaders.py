@@ -32,15 +32,18 @@ from minicraft.formats.t5 import load_t5_encoder, t5_from_state
 from minicraft.models.codec import Encodec
 from minicraft.models.conditioning import TextConditioner
 from minicraft.models.lm import LM, LMConfig
+from minicraft.models.melody import MelodyConditioner, find_demucs
 from minicraft.models.stereo import StereoCodec
 from minicraft.fast.int8 import int8_modules, quantize_lm_int8, quantize_rows
 from minicraft.fast.machine import auto_setting
+from minicraft.modules.chroma import ChromaConfig
 from minicraft.modules.tokenizer import T5Tokenizer
 
 AUDIOCRAFT_FILES = ["state_dict.bin", "compression_state_dict.bin"]
 HF_FILES = ["config.json", "generation_config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json"]
 HF_OPTIONAL = ("generation_config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json")
 OUTPUT_PROJ = "condition_provider.conditioners.description.output_proj."
+CHROMA = "condition_provider.conditioners.self_wav."
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Components:
     conditioner: TextConditioner
     codec: Encodec | StereoCodec
     max_duration: float      # seconds the LM was trained on (one generation window)
+    melody: MelodyConditioner | None = None      # musicgen-melody's chroma, prepended with the text
 
     def __post_init__(self):
         """The LM and the codec must agree on the codes: checked at load, not at the first decode."""
@@ -135,11 +139,15 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
         raise CheckpointError(f"{path}: an LM checkpoint cannot be a pointer to another repository.")
     lm_state = {k: v for k, v in state.items() if not k.startswith("condition_provider.")}
     proj_state = {k[len(OUTPUT_PROJ):]: v for k, v in state.items() if k.startswith(OUTPUT_PROJ)}
-    others = [k for k in state if k.startswith("condition_provider.") and not k.startswith(OUTPUT_PROJ)]
-    if others or set(config.get("conditioners", {})) != {"description"}:
-        raise CheckpointError(f"{path}: uses conditioners other than a text description "
-                              f"({sorted(config.get('conditioners', {}))}); minicraft supports text only "
-                              "(not musicgen-melody's chroma or style conditioning).")
+    chroma_state = {k[len(CHROMA):]: v for k, v in state.items() if k.startswith(CHROMA + "output_proj.")}
+    # the chroma extractor's buffers (its filter bank and window) are recomputed, not read
+    others = [k for k in state if k.startswith("condition_provider.") and not k.startswith((OUTPUT_PROJ, CHROMA))]
+    conditioners = set(config.get("conditioners", {}))
+    if others or conditioners not in ({"description"}, {"description", "self_wav"}):
+        raise CheckpointError(f"{path}: uses conditioners other than a text description and a melody "
+                              f"({sorted(conditioners)}); minicraft supports text and musicgen-melody's chroma "
+                              "(not style or other conditioning).")
+    melody_config = melody_from_audiocraft(config, path) if "self_wav" in conditioners else None
     lm_config = LMConfig.from_audiocraft(config)
     dtype, quantize = resolve_auto(dtype, quantize, lm_config)
     check_counts(path, {"num_layers": lm_config.num_layers, "n_q": lm_config.num_codebooks}, list(lm_state),
@@ -155,6 +163,10 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
     conditioner = text_conditioner(load_t5_encoder(t5_folder, dtype=dtype), T5Tokenizer.from_dir(t5_folder),
                                    proj_state, lm.config.dim, path, dtype)
 
+    melody = None
+    if melody_config is not None:
+        chroma, frames = melody_config
+        melody = melody_conditioner(chroma_state, lm.config.dim, frames, chroma, path, dtype)
     codec_path = folder / "compression_state_dict.bin"
     codec = load_encodec_audiocraft(codec_path, dtype=dtype, resolve_pointer=encodec_from_hub)
     interleave = config.get("interleave_stereo_codebooks") or {}
@@ -164,7 +176,42 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
                                   "official stereo layout only (per codebook).")
         codec = StereoCodec(codec)
     return Components(name or str(folder), lm, conditioner, codec,
-                      float(config.get("dataset", {}).get("segment_duration", 30.0)))
+                      float(config.get("dataset", {}).get("segment_duration", 30.0)), melody)
+
+
+def melody_from_audiocraft(config: dict, path: Path) -> tuple[ChromaConfig, int]:
+    """musicgen-melody's chroma settings from its ``xp.cfg``, and the chroma frames its LM sees.
+
+    Both conditions must be prepended (audiocraft's fuser: ``prepend: [self_wav, description]``, no
+    cross-attention), which puts the chroma first, then the text."""
+    fuser = config.get("fuser", {})
+    if set(fuser.get("prepend", [])) != {"self_wav", "description"} or fuser.get("cross") or fuser.get("sum"):
+        raise CheckpointError(f"{path}: fuses its conditions as {fuser}; minicraft supports musicgen-melody's "
+                              "(prepend: [self_wav, description], nothing else).")
+    conditioner = config["conditioners"]["self_wav"]
+    if conditioner.get("model") != "chroma_stem":
+        raise CheckpointError(f"{path}: its melody conditioner is {conditioner.get('model')!r}; minicraft "
+                              "supports chroma_stem (musicgen-melody's).")
+    c = conditioner["chroma_stem"]
+    chroma = ChromaConfig(sample_rate=c.get("sample_rate", config["sample_rate"]), n_chroma=c.get("n_chroma", 12),
+                          radix2_exp=c.get("radix2_exp", 14), argmax=bool(c.get("argmax", True)),
+                          duration=float(config.get("dataset", {}).get("segment_duration", 30.0)))
+    return chroma, chroma.frames
+
+
+def melody_conditioner(proj_state: dict, dim: int, frames: int, chroma: ChromaConfig, source,
+                       dtype) -> MelodyConditioner:
+    """The chroma's projection to the LM's width (identity where transformers' model has none: 12 wide LMs)."""
+    if not proj_state:
+        if chroma.n_chroma != dim:
+            raise CheckpointError(f"{source}: no projection of the chroma (self_wav.output_proj / "
+                                  f"audio_enc_to_dec_proj) to the LM's width {dim}.")
+        proj_state = {"weight": torch.eye(dim), "bias": torch.zeros(dim)}
+    with on_meta():
+        melody = MelodyConditioner(dim, frames, chroma)
+    load_into(melody, {f"output_proj.{k}": v for k, v in proj_state.items()}, source, dtype)
+    melody.demucs = find_demucs()
+    return melody.eval()
 
 
 def encodec_from_hub(repo_id: str, dtype: torch.dtype | None = None) -> Encodec:
@@ -181,9 +228,10 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     float copies never all exist at once (load peak: about the final model)."""
     folder = Path(folder)
     config = read_json(folder / "config.json")
-    if config.get("model_type") != "musicgen":
+    if config.get("model_type") not in ("musicgen", "musicgen_melody"):
         raise CheckpointError(f"{folder / 'config.json'}: model_type is {config.get('model_type')!r}; "
-                              "expected a MusicGen checkpoint ('musicgen').")
+                              "expected a MusicGen checkpoint ('musicgen' or 'musicgen_melody').")
+    melodic = config["model_type"] == "musicgen_melody"
     for section in ("decoder", "audio_encoder", "text_encoder"):
         if not isinstance(config.get(section), dict):
             raise CheckpointError(f"{folder / 'config.json'}: no {section!r} section; a MusicGen config has "
@@ -193,7 +241,7 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
     if not weights.is_file():
         raise CheckpointError(f"{folder}: no model.safetensors (nor a sharded index); the weights are missing.")
     try:
-        lm_config = LMConfig.from_hf(config["decoder"])
+        lm_config = LMConfig.from_hf(config["decoder"], cross_attention=not melodic)
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{folder / 'config.json'}: the decoder section lacks or misstates {e}.") from None
     check_counts(weights, {"num_hidden_layers": lm_config.num_layers, "num_codebooks": lm_config.num_codebooks,
@@ -227,13 +275,19 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
                             source_name=weights)
     if config["decoder"].get("audio_channels", 1) == 2:      # the stereo MusicGens: the mono codec per channel
         codec = StereoCodec(codec)
+    melody = None
+    if melodic:             # transformers' MusicgenMelody: the chroma prepended before the text, no cross-attention
+        chroma = ChromaConfig(sample_rate=codec.sample_rate, n_chroma=config.get("num_chroma", 12))
+        melody = melody_conditioner({k[len("audio_enc_to_dec_proj."):]: v for k, v in state.items()
+                                     if k.startswith("audio_enc_to_dec_proj.")}, lm_config.dim,
+                                    config.get("chroma_length", 235), chroma, weights, dtype)
     max_duration = 30.0
     generation = folder / "generation_config.json"
     if generation.is_file() and "max_length" in read_json(generation):
         max_duration = read_json(generation)["max_length"] / codec.frame_rate
     shards = sorted({folder / f for f in read_json(index)["weight_map"].values()}) if index.is_file() else [weights]
     release_file_pages(shards)          # the pages read while packing q/k/v: the model does not use them
-    return Components(name or str(folder), lm, conditioner, codec, max_duration)
+    return Components(name or str(folder), lm, conditioner, codec, max_duration, melody)
 
 
 def tokenizer_for(folder: Path) -> T5Tokenizer:

@@ -49,7 +49,8 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
                    top_p: float = 0.0, cfg_coef: float | None = None, two_step: bool = False,
                    callback: Callable[[int, int], None] | None = None,
                    cross_mask: torch.Tensor | None = None,
-                   null_cross_mask: torch.Tensor | None = None) -> torch.Tensor:
+                   null_cross_mask: torch.Tensor | None = None,
+                   prefix: torch.Tensor | None = None, null_prefix: torch.Tensor | None = None) -> torch.Tensor:
     """Generate ``max_gen_len`` frames of codes [B, K, max_gen_len], prompt included.
 
     ``cond``/``null_cond`` [B, L, D] are the projected text conditions and
@@ -57,14 +58,16 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     (then no guidance either). ``prompt`` [B, K, T0] are frames to continue.
     ``cross_mask``/``null_cross_mask`` [B, 1, 1, L] optionally hide padded text
     positions from cross-attention (audiocraft passes None).
+    ``prefix``/``null_prefix`` [B, P, D]: conditions prepended to the sequence instead (musicgen-melody),
+    fed with the first forward pass; guidance then compares them as it compares ``cond`` and ``null_cond``.
     """
     cfg_coef = lm.config.cfg_coef if cfg_coef is None else cfg_coef
     device = next(lm.parameters()).device
     K = lm.config.num_codebooks
     if prompt is not None:
         B = prompt.shape[0]
-    elif cond is not None:
-        B = cond.shape[0]
+    elif cond is not None or prefix is not None:
+        B = (cond if cond is not None else prefix).shape[0]
     else:
         B = num_samples or 1
     if prompt is None:
@@ -80,26 +83,31 @@ def generate_codes(lm: LM, cond: torch.Tensor | None, null_cond: torch.Tensor | 
     first = pattern.first_step_with(start)
     S = sequence.shape[-1]
 
-    guided = cond is not None
+    guided = cond is not None or prefix is not None
+    P = 0 if prefix is None else prefix.shape[1]                 # cache room for the prepended positions
+    like = next(t for t in (cond, prefix, next(lm.parameters())) if t is not None)
     if guided and not two_step:
-        batch_cond = torch.cat([cond, null_cond], dim=0)         # [2B, L, D]
-        batch_mask = doubled_mask(cross_mask, null_cross_mask, cond)
-        caches = lm.new_caches(2 * B, S, batch_cond)
+        batch_cond = None if cond is None else torch.cat([cond, null_cond], dim=0)         # [2B, L, D]
+        batch_prefix = None if prefix is None else torch.cat([prefix, null_prefix], dim=0)  # [2B, P, D]
+        batch_mask = None if cond is None else doubled_mask(cross_mask, null_cross_mask, cond)
+        caches = lm.new_caches(2 * B, P + S, like)
     else:
-        batch_cond = cond
-        caches = lm.new_caches(B, S, next(lm.parameters()))
-    null_caches = lm.new_caches(B, S, null_cond) if guided and two_step else None
+        caches = lm.new_caches(B, P + S, like)
+    null_caches = lm.new_caches(B, P + S, like) if guided and two_step else None
 
     prev = 0
     for offset in range(first, S):
         step_input = sequence[..., prev:offset]                    # [B, K, offset - prev]
+        once = offset == first                                     # prefixes go in with the first pass only
         if guided and not two_step:
-            logits = lm(torch.cat([step_input, step_input]), batch_cond, batch_mask, caches=caches)
+            logits = lm(torch.cat([step_input, step_input]), batch_cond, batch_mask, caches=caches,
+                        prefix=batch_prefix if once else None)
             cond_logits, uncond_logits = logits.split(B)
             logits = classifier_free_guidance(cond_logits, uncond_logits, cfg_coef)
         elif guided:
-            cond_logits = lm(step_input, cond, cross_mask, caches=caches)
-            uncond_logits = lm(step_input, null_cond, null_cross_mask, caches=null_caches)
+            cond_logits = lm(step_input, cond, cross_mask, caches=caches, prefix=prefix if once else None)
+            uncond_logits = lm(step_input, null_cond, null_cross_mask, caches=null_caches,
+                               prefix=null_prefix if once else None)
             logits = classifier_free_guidance(cond_logits, uncond_logits, cfg_coef)
         else:
             logits = lm(step_input, None, None, caches=caches)

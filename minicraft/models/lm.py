@@ -82,8 +82,9 @@ class LMConfig:
                    two_step_cfg=bool(lm.get("two_step_cfg", False)))
 
     @classmethod
-    def from_hf(cls, decoder: dict) -> "LMConfig":
-        """From the ``decoder`` section of a transformers MusicGen ``config.json``."""
+    def from_hf(cls, decoder: dict, cross_attention: bool = True) -> "LMConfig":
+        """From the ``decoder`` section of a transformers MusicGen ``config.json`` (a MusicgenMelody's decoder
+        has no cross-attention: ``cross_attention=False``)."""
         if decoder.get("activation_function", "gelu") != "gelu":
             raise ValueError(f"decoder activation {decoder['activation_function']!r} is not supported.")
         if decoder.get("scale_embedding", False):
@@ -95,7 +96,8 @@ class LMConfig:
         # stereo: left and right codebooks interleaved, each pair delayed as one mono codebook
         return cls(dim=decoder["hidden_size"], num_heads=decoder["num_attention_heads"],
                    num_layers=decoder["num_hidden_layers"], ffn_dim=decoder["ffn_dim"],
-                   num_codebooks=K, codebook_size=decoder["vocab_size"], delays=[k // channels for k in range(K)])
+                   num_codebooks=K, codebook_size=decoder["vocab_size"], delays=[k // channels for k in range(K)],
+                   cross_attention=cross_attention)
 
 
 class LM(nn.Module):
@@ -125,19 +127,26 @@ class LM(nn.Module):
                 for _ in range(config.num_layers)]
 
     def forward(self, sequence: torch.Tensor, cross: torch.Tensor | None = None,
-                cross_mask: torch.Tensor | None = None, caches=None) -> torch.Tensor:
+                cross_mask: torch.Tensor | None = None, caches=None,
+                prefix: torch.Tensor | None = None) -> torch.Tensor:
         """sequence [B, K, S] -> logits [B, K, S, codebook_size].
 
         ``cross`` [B, L, D] is the text condition; audiocraft attends to all of
         it (padding was zeroed, not masked), so ``cross_mask`` defaults to None.
+        ``prefix`` [B, P, D] are conditions *prepended* to the steps (musicgen-melody's chroma and text):
+        the transformer reads them as its first P positions, causally like the steps, and they predict
+        nothing. With ``caches`` they go in with the first call only; the cache then remembers them.
         """
         x = sum(self.emb[k](sequence[:, k]) for k in range(len(self.emb)))   # [B, S, D]
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)                     # [B, P + S, D]
         x = self.transformer(x, cross, cross_mask, caches)
-        x = self.out_norm(x)
+        x = self.out_norm(x[:, -sequence.shape[-1]:])                         # the steps' outputs only
         return torch.stack([head(x) for head in self.linears], dim=1)         # [B, K, S, codebook_size]
 
     def compute_predictions(self, codes: torch.Tensor, cross: torch.Tensor | None = None,
-                            cross_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            cross_mask: torch.Tensor | None = None,
+                            prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: codes [B, K, T] -> logits [B, K, T, codebook_size] and mask [B, K, T].
 
         ``logits[:, k, t]`` is the prediction *for* ``codes[:, k, t]`` (no shifting
@@ -147,5 +156,5 @@ class LM(nn.Module):
         B, K, T = codes.shape
         pattern = self.pattern(T)
         sequence, _ = pattern.build(codes, self.special_token, valid_only=True)   # [B, K, S]
-        logits, mask = pattern.revert_logits(self(sequence, cross, cross_mask))   # [B, K, T, codebook_size]
-        return logits, mask[None].expand(B, -1, -1)
+        logits, mask = pattern.revert_logits(self(sequence, cross, cross_mask, prefix=prefix))
+        return logits, mask[None].expand(B, -1, -1)                               # [B, K, T, codebook_size]

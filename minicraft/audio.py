@@ -241,19 +241,22 @@ def audio_info(path: str | Path):
 
 
 def read(path: str | Path, sample_rate: int | None = None, channels: int | None = None,
-         last_seconds: float | None = None) -> tuple[torch.Tensor, int]:
-    """Audio file -> (wav [C, T] float32, sample rate), optionally only its ``last_seconds``, converted.
+         last_seconds: float | None = None, first_seconds: float | None = None) -> tuple[torch.Tensor, int]:
+    """Audio file -> (wav [C, T] float32, sample rate), optionally only its ``last_seconds`` or its
+    ``first_seconds``, converted.
 
     Only the samples asked for are read, so a long file costs the part used, not its length. A WAV whose
     data stops before its header says (a truncated download) is read as far as it goes, said in one line.
     """
     path = Path(path)
     info = audio_info(path)
-    start = 0
+    start, stop = 0, None
     if last_seconds is not None:
         start = max(0, info.frames - max(1, math.ceil(last_seconds * info.samplerate)))
+    if first_seconds is not None:
+        stop = min(info.frames, max(1, math.ceil(first_seconds * info.samplerate)))
     try:
-        data, rate = sf.read(str(path), start=start, dtype="float32", always_2d=True)   # [T, C]
+        data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)   # [T, C]
     except Exception as e:
         raise ValueError(f"{path}: cannot read this audio file ({str(e).splitlines()[0]}). Use WAV, FLAC or OGG.") from None
     if len(data) == 0:

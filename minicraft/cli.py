@@ -116,7 +116,9 @@ def check_writable(paths: list[Path]):
 
 def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
     p.add_argument("--model", default=default_model,
-                   help=f"tiny, small, medium, large, audiogen-tiny, audiogen-medium, a Hub id or a local folder (default: {default_model})")
+                   help="tiny, small, medium, large, stereo-small/medium/large, melody, melody-large, stereo-melody, "
+                        f"stereo-melody-large, audiogen-tiny, audiogen-medium, a Hub id or a local folder (default: "
+                        f"{default_model})")
     p.add_argument("--duration", type=float, default=None, help="seconds of audio (default: the model's)")
     p.add_argument("--temperature", type=float, default=1.0, help="randomness; 0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=None,
@@ -150,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
                    help="more prompts, one per line, from a text file (- for stdin)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="prompts generated together (default: what the device's memory holds, at most 16)")
+    g.add_argument("--melody", metavar="FILE", default=None,
+                   help="an audio file whose tune every prompt follows (melody models: --model melody, "
+                        "stereo-melody, ...)")
     add_sampling_options(g, "tiny")
     c = sub.add_parser("continue", help="extend an audio file, optionally steered by text")
     c.add_argument("input", help="the audio file to continue (WAV/FLAC/OGG)")
@@ -266,6 +271,9 @@ def run_generation(args) -> int:
     check_seed(args.seed)
     if not continuing and args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    melody = getattr(args, "melody", None)
+    if melody is not None:
+        audio.audio_info(melody)                                # before the model loads: a bad file fails fast
     if continuing:
         info = audio.audio_info(args.input)                     # before the model loads: a bad file fails fast
         if args.prompt_seconds is not None and not 0 < args.prompt_seconds <= info.frames / info.samplerate:
@@ -276,6 +284,12 @@ def run_generation(args) -> int:
     paths = output_paths(args.out, names, suffix, args.force)
     check_writable(paths)
     model = model_from_args(args)
+    if melody is not None:
+        if model.melody is None:
+            raise UserError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, "
+                            f"stereo-melody-large); {args.model} has no melody conditioning.")
+        # no window reads the melody past duration + one window (each reads one window from its start time)
+        melody_wav, melody_rate = audio.read(melody, first_seconds=model.duration + model.max_duration + 1)
     if continuing:
         seconds = args.prompt_seconds or min(model.duration, model.max_duration) / 2
         wav_in, rate = audio.read(args.input, last_seconds=seconds)
@@ -296,6 +310,9 @@ def run_generation(args) -> int:
             model.set_custom_progress_callback(lambda *_, done=done: bar(min(next(done), total), total))
             if continuing:
                 wav = model.generate_continuation(wav_in[None], rate, prompts or None)
+            elif melody is not None:
+                wav = model.generate_with_chroma([prompts[i] for i in indices], [melody_wav] * len(indices),
+                                                 melody_rate)
             else:
                 wav = model.generate([prompts[i] for i in indices])
             for i, one in zip(indices, wav):

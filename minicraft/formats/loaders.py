@@ -139,9 +139,11 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
         raise CheckpointError(f"{path}: an LM checkpoint cannot be a pointer to another repository.")
     lm_state = {k: v for k, v in state.items() if not k.startswith("condition_provider.")}
     proj_state = {k[len(OUTPUT_PROJ):]: v for k, v in state.items() if k.startswith(OUTPUT_PROJ)}
-    chroma_state = {k[len(CHROMA):]: v for k, v in state.items() if k.startswith(CHROMA + "output_proj.")}
-    # the chroma extractor's buffers (its filter bank and window) are recomputed, not read
-    others = [k for k in state if k.startswith("condition_provider.") and not k.startswith((OUTPUT_PROJ, CHROMA))]
+    chroma_state = {k[len(CHROMA + "output_proj."):]: v for k, v in state.items()
+                    if k.startswith(CHROMA + "output_proj.")}
+    # the chroma extractor's STFT window is a buffer of the file: recomputed here, not read
+    others = [k for k in state if k.startswith("condition_provider.")
+              and not k.startswith((OUTPUT_PROJ, CHROMA + "output_proj.", CHROMA + "chroma."))]
     conditioners = set(config.get("conditioners", {}))
     if others or conditioners not in ({"description"}, {"description", "self_wav"}):
         raise CheckpointError(f"{path}: uses conditioners other than a text description and a melody "

@@ -96,3 +96,26 @@ def test_the_melody_changes_the_predictions(melody):
     melody.set_generation_params(use_sampling=False, duration=12 / 50)
     none = melody.generate_with_chroma(["a tune"], [None], 32000, return_tokens=True)[1]
     assert torch.equal(none, melody.generate(["a tune"], return_tokens=True)[1])
+
+
+def test_cli_generates_with_a_melody_file(melody, tmp_path):
+    """``minicraft generate --model melody --melody tune.wav``; and one clear line where a model has no melody."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "minicraft", "generate", *args], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONWARNINGS="ignore"), timeout=300)
+    sf.write(str(tmp_path / "tune.wav"), tune(2.0, rate=44100)[0].numpy(), 44100)
+    made = run("a tune", "--model", "melody", "--melody", str(tmp_path / "tune.wav"), "--duration", "0.2",
+               "--seed", "1", "--out", str(tmp_path / "out.wav"))
+    assert made.returncode == 0, made.stderr
+    assert sf.info(str(tmp_path / "out.wav")).frames == 10 * 640
+    wrong = run("a tune", "--model", "tiny", "--melody", str(tmp_path / "tune.wav"), "--out", str(tmp_path / "x.wav"))
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "--melody needs a melody model" in wrong.stderr and not (tmp_path / "x.wav").exists()
+    missing = run("a tune", "--model", "melody", "--melody", str(tmp_path / "none.wav"), "--out", str(tmp_path / "y.wav"))
+    assert missing.returncode == 2 and "no such audio file" in missing.stderr

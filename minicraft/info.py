@@ -25,6 +25,14 @@ KNOWN = {
     **{f"facebook/musicgen-stereo-{size}": f"MusicGen stereo {size}: the {size} LM predicting 8 codebooks (left "
                                            "and right interleaved), T5-base, EnCodec 32 kHz on each channel"
        for size in ("small", "medium", "large")},
+    "facebook/musicgen-melody": "MusicGen melody: the medium LM (1536 wide, 48 layers) without cross-attention: a "
+                                "melody's chroma (235 frames) and the T5-base text are prepended; EnCodec 32 kHz",
+    "facebook/musicgen-melody-large": "MusicGen melody large: the large LM (2048 wide, 48 layers), chroma and text "
+                                      "prepended; EnCodec 32 kHz",
+    "facebook/musicgen-stereo-melody": "MusicGen stereo melody: musicgen-melody predicting 8 codebooks (left and "
+                                       "right interleaved); EnCodec 32 kHz on each channel",
+    "facebook/musicgen-stereo-melody-large": "MusicGen stereo melody large: musicgen-melody-large predicting 8 "
+                                             "codebooks; EnCodec 32 kHz on each channel",
     "facebook/audiogen-medium": "AudioGen medium: ~1.5B-parameter LM (1536 wide, 48 layers, 24 heads), "
                                 "T5-large text encoder, EnCodec 16 kHz (4 codebooks x 2048, 50 frames/s)",
 }
@@ -83,7 +91,10 @@ def describe(name: str, cls) -> str:
         dec = config.get("decoder", {})
         if codec:
             channels = "stereo (left and right codebooks interleaved)" if dec.get("audio_channels") == 2 else "mono"
-            lines.append(f"  sample rate {codec.get('sampling_rate')} Hz, {channels}, {dec.get('num_codebooks')} codebooks of "
+            if config.get("model_type") == "musicgen_melody":
+                channels += ", melody (chroma) conditioning"
+            lines.append(f"  sample rate {codec.get('sampling_rate')} Hz, {channels}, "
+                         f"{dec.get('num_codebooks')} codebooks of "
                          f"{dec.get('vocab_size')}, LM {dec.get('hidden_size')} wide x "
                          f"{dec.get('num_hidden_layers')} layers")
     if params:

@@ -1,6 +1,6 @@
 """At the real facebook/musicgen-small architecture (T5-base, EnCodec 32 kHz, decoder 1024 x 24 x 16),
 with random weights written by transformers: logits match, and loading holds one copy of the weights.
-And at musicgen-stereo-small's (the same with 8 codebooks, left and right interleaved)."""
+And at musicgen-stereo-small's (the same with 8 codebooks, left and right interleaved) and musicgen-melody's."""
 import json
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from hf_models import (ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER, MUSICGEN_STEREO_SMALL_DECODER, T5_BASE,
+from hf_models import (ENCODEC_32KHZ, MUSICGEN_SIZES, MUSICGEN_SMALL_DECODER, MUSICGEN_STEREO_SMALL_DECODER, T5_BASE,
                        build_musicgen, save_musicgen)
 
 
@@ -20,25 +20,30 @@ def small(tmp_path_factory):
     return reference, folder
 
 
-def assert_decoding_steps_equal_transformers(reference, folder, K: int):
+def assert_decoding_steps_equal_transformers(reference, folder, K: int, width: int = 1024, melody: bool = False):
     """Every tensor of the file finds its place (loading fails otherwise), and 6 decoding steps with the
-    KV cache give transformers' logits."""
+    KV cache give transformers' logits (a melody model's first step also reads the 235 + L prepended positions)."""
     from minicraft import MusicGen
     from transformers import AutoTokenizer
     model = MusicGen.get_pretrained(str(folder), device="cpu")
-    assert (model.lm.config.dim, model.lm.config.num_layers, model.lm.config.num_heads) == (1024, 24, 16)
-    assert model.conditioner.t5.config.d_model == 768 and model.codec.codebook_size == 2048
-    assert model.lm.config.num_codebooks == model.codec.num_codebooks == K
+    assert model.lm.config.dim == width and model.conditioner.t5.config.d_model == 768
+    assert model.codec.codebook_size == 2048 and model.lm.config.num_codebooks == model.codec.num_codebooks == K
     prompt = ["dog barking"]
     inputs = AutoTokenizer.from_pretrained(folder)(prompt, return_tensors="pt")
     torch.manual_seed(0)
     sequence = torch.randint(0, 2048, (1, K, 6))
     sequence[:, :, 0] = 2048                                      # the first step is the special token
     with torch.no_grad():
-        expected = reference(**inputs, decoder_input_ids=sequence.reshape(K, 6)).logits.reshape(1, K, 6, 2048)
         cond, _ = model.conditioner(prompt)
-        caches = model.lm.new_caches(1, 6, cond)
-        steps = [model.lm(sequence[..., s:s + 1], cond, caches=caches) for s in range(6)]   # decoding steps
+        prefix = None
+        if melody:
+            tune = torch.sin(2 * torch.pi * 440 * torch.arange(64000) / 32000)[None]
+            inputs["input_features"] = model.melody.chroma([tune], 32000)
+            prefix, cond = torch.cat([model.melody([tune], 32000), cond], dim=1), None
+        expected = reference(**inputs, decoder_input_ids=sequence.reshape(K, 6)).logits[:, -6:].reshape(1, K, 6, 2048)
+        caches = model.lm.new_caches(1, 6 + (0 if prefix is None else prefix.shape[1]), sequence.float())
+        steps = [model.lm(sequence[..., s:s + 1], cond, caches=caches, prefix=prefix if s == 0 else None)
+                 for s in range(6)]                               # decoding steps
     torch.testing.assert_close(torch.cat(steps, dim=2), expected, atol=1e-4, rtol=1e-4)
 
 
@@ -50,6 +55,13 @@ def test_stereo_small_decoding_steps_equal_transformers(tmp_path):
     reference = build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_STEREO_SMALL_DECODER)
     folder = save_musicgen(reference, tmp_path / "musicgen-stereo-small")
     assert_decoding_steps_equal_transformers(reference, folder, K=8)
+
+
+def test_melody_decoding_steps_equal_transformers(tmp_path):
+    """musicgen-melody's architecture: the medium LM (1536 x 48 x 24) without cross-attention, 1.5 B parameters."""
+    reference = build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SIZES["medium"], melody=True)
+    folder = save_musicgen(reference, tmp_path / "musicgen-melody")
+    assert_decoding_steps_equal_transformers(reference, folder, K=4, width=1536, melody=True)
 
 
 def test_quantizing_while_reading_equals_quantizing_after(small):

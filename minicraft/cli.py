@@ -182,7 +182,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--max-samples", type=int, help="stop after this many new samples; run again to continue")
     e.add_argument("--yes", action="store_true", help="run a grid of more than 10 000 samples")
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
-    d.add_argument("name", help="small, medium, large, audiogen-medium or a Hub id")
+    d.add_argument("name", help="small, medium, large, stereo-small, melody, ... (README's model table), "
+                                "audiogen-medium or a Hub id")
     i = sub.add_parser("info", help="what a model is (files, sizes, memory), or this CPU (--device)")
     i.add_argument("name", nargs="?", help="tiny, small, medium, large, audiogen-tiny, audiogen-medium, a Hub id or a folder")
     i.add_argument("--device", action="store_true", help="this CPU: its instruction sets, memory speed, what each "

@@ -119,3 +119,27 @@ def test_cli_generates_with_a_melody_file(melody, tmp_path):
     assert "--melody needs a melody model" in wrong.stderr and not (tmp_path / "x.wav").exists()
     missing = run("a tune", "--model", "melody", "--melody", str(tmp_path / "none.wav"), "--out", str(tmp_path / "y.wav"))
     assert missing.returncode == 2 and "no such audio file" in missing.stderr
+
+
+def test_stereo_melody_equals_transformers(hf_cache, tmp_path):
+    """musicgen-stereo-melody: melody conditioning and 8 interleaved codebooks together, by its Hub id."""
+    from hf_models import DECODER_TINY_STEREO, ENCODEC_TINY, build_musicgen, tiny_text_encoder
+    reference = build_musicgen(tiny_text_encoder(), ENCODEC_TINY, DECODER_TINY_STEREO, seed=7, melody=True)
+    put_folder_in_cache(hf_cache, "facebook/musicgen-stereo-melody", save_musicgen(reference, tmp_path / "saved"))
+    model = MusicGen.get_pretrained("facebook/musicgen-stereo-melody", device="cpu")
+    assert model.audio_channels == 2 and model.melody is not None
+    wav = tune(2.0)
+    inputs = transformers_inputs(model, "dog barking", wav)
+    captured = []
+    decode = reference.audio_encoder.decode
+    reference.audio_encoder.decode = lambda codes, *a, **k: captured.append(codes[0]) or decode(codes, *a, **k)
+    try:
+        with torch.no_grad():
+            audio = reference.generate(**inputs, do_sample=False, guidance_scale=3.0, max_new_tokens=10 + 3)
+    finally:
+        reference.audio_encoder.decode = decode
+    model.set_generation_params(use_sampling=False, duration=10 / 50, cfg_coef=3.0)
+    out, tokens = model.generate_with_chroma(["dog barking"], wav[None].expand(1, 2, -1), 32000, return_tokens=True)
+    assert torch.equal(tokens, torch.stack(captured, dim=2).flatten(1, 2))       # left, right interleaved
+    assert out.shape == audio.shape == (1, 2, 10 * 640)
+    torch.testing.assert_close(out, audio, atol=1e-5, rtol=1e-4)

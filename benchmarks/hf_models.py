@@ -94,13 +94,16 @@ def save_musicgen(model, folder: Path, max_shard_size: str | None = None, tokeni
     return folder
 
 
-def hf_generate_codes(model, prompts: list[str], frames: int, return_audio: bool = False, **kwargs):
+def hf_generate_codes(model, prompts: list[str], frames: int, return_audio: bool = False,
+                      chroma: torch.Tensor | None = None, **kwargs):
     """transformers' MusicGen generation; returns the codes [B, K, frames] it decodes (and the audio, if asked).
 
     A stereo model decodes twice, left codebooks then right: the codes come back interleaved as its LM
-    predicts them."""
+    predicts them. ``chroma`` [B, frames, 12]: a MusicgenMelody's ``input_features``."""
     from transformers import AutoTokenizer
     inputs = AutoTokenizer.from_pretrained(T5_TINY)(prompts, return_tensors="pt", padding=True)
+    if chroma is not None:
+        inputs["input_features"] = chroma
     captured = []
     decode = model.audio_encoder.decode
 

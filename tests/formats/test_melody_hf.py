@@ -65,18 +65,11 @@ def test_greedy_codes_and_audio_equal_transformers(melody, reference, prompt, cf
     """The decoding loop, the cache over the 235 + L prepended positions, and guidance against the null
     melody (a held C) and null text: transformers' tokens, exactly."""
     wav = tune(3.0)
-    inputs = transformers_inputs(melody, prompt, wav)
-    captured = []
-    decode = reference.audio_encoder.decode
-    reference.audio_encoder.decode = lambda codes, *a, **k: captured.append(codes[0]) or decode(codes, *a, **k)
-    try:
-        with torch.no_grad():
-            audio = reference.generate(**inputs, do_sample=False, guidance_scale=cfg, max_new_tokens=12 + 3)
-    finally:
-        reference.audio_encoder.decode = decode
+    codes, audio = hf_generate_codes(reference, [prompt], frames=12, return_audio=True, do_sample=False,
+                                     guidance_scale=cfg, chroma=melody.melody.chroma([wav], 32000))
     melody.set_generation_params(use_sampling=False, duration=12 / 50, cfg_coef=cfg)
     wav_out, tokens = melody.generate_with_chroma([prompt], wav[None], 32000, return_tokens=True)
-    assert torch.equal(tokens, captured[0])
+    assert torch.equal(tokens, codes)
     torch.testing.assert_close(wav_out, audio, atol=1e-5, rtol=1e-4)
 
 
@@ -129,17 +122,10 @@ def test_stereo_melody_equals_transformers(hf_cache, tmp_path):
     model = MusicGen.get_pretrained("facebook/musicgen-stereo-melody", device="cpu")
     assert model.audio_channels == 2 and model.melody is not None
     wav = tune(2.0)
-    inputs = transformers_inputs(model, "dog barking", wav)
-    captured = []
-    decode = reference.audio_encoder.decode
-    reference.audio_encoder.decode = lambda codes, *a, **k: captured.append(codes[0]) or decode(codes, *a, **k)
-    try:
-        with torch.no_grad():
-            audio = reference.generate(**inputs, do_sample=False, guidance_scale=3.0, max_new_tokens=10 + 3)
-    finally:
-        reference.audio_encoder.decode = decode
+    codes, audio = hf_generate_codes(reference, ["dog barking"], frames=10, return_audio=True, do_sample=False,
+                                     guidance_scale=3.0, chroma=model.melody.chroma([wav], 32000))
     model.set_generation_params(use_sampling=False, duration=10 / 50, cfg_coef=3.0)
     out, tokens = model.generate_with_chroma(["dog barking"], wav[None].expand(1, 2, -1), 32000, return_tokens=True)
-    assert torch.equal(tokens, torch.stack(captured, dim=2).flatten(1, 2))       # left, right interleaved
+    assert torch.equal(tokens, codes)                                  # left, right interleaved
     assert out.shape == audio.shape == (1, 2, 10 * 640)
     torch.testing.assert_close(out, audio, atol=1e-5, rtol=1e-4)

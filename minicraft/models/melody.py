@@ -71,11 +71,12 @@ class MelodyConditioner(nn.Module):
         # the LM sees `frames` chroma frames: past the samples the last of them reads, a melody changes nothing
         seconds = ((self.frames - 1) * self.config.hop_length + self.config.n_fft // 2) / self.config.sample_rate
         keep = math.ceil((seconds + 0.1) * sample_rate)          # + 0.1 s: the resampler's filter reads ahead
+        device = self.output_proj.weight.device        # every row on the model's device, the null one too
         for wav in melodies:
             if wav is None:                           # one silent sample: every frame class 0
-                wav, rate = torch.zeros(1, 1, 1), self.config.sample_rate
+                wav, rate = torch.zeros(1, 1, 1, device=device), self.config.sample_rate
             else:
-                wav, rate = wav[None, :, :keep].float(), sample_rate
+                wav, rate = wav[None, :, :keep].to(device, torch.float32), sample_rate
                 if self.demucs is not None:
                     wav, rate = melody_stems(self.demucs, wav, rate), self.config.sample_rate
             rows.append(fit_length(chroma(wav, rate, self.config), self.frames))   # [1, frames, n_chroma]
@@ -85,4 +86,4 @@ class MelodyConditioner(nn.Module):
     def forward(self, melodies: list[torch.Tensor | None], sample_rate: int) -> torch.Tensor:
         """Melodies -> the projected prefix [B, frames, dim] (no padding: every row has ``frames``)."""
         weight = self.output_proj.weight
-        return self.output_proj(self.chroma(melodies, sample_rate).to(weight.device, weight.dtype))
+        return self.output_proj(self.chroma(melodies, sample_rate).to(weight.dtype))

@@ -1245,3 +1245,86 @@ def check_straight_through(fn):
     assert q.grad is None or q.grad.abs().sum() == 0, \
         ("straight_through(x, q): q received a gradient. The codes learn by EMA, not through this path: "
          "detach the whole correction (q - x).")
+
+
+# --- 08b_melody_and_stereo ---
+
+@_checker("08b_melody_and_stereo")
+def check_interleave_stereo(fn):
+    """interleave_stereo(left, right) == minicraft.models.stereo.interleave: [B, K, F] twice -> [B, 2K, F]."""
+    from minicraft.models.stereo import interleave
+    g = torch.Generator().manual_seed(0)
+    for B, K, frames in [(1, 4, 5), (2, 4, 3), (3, 2, 7), (1, 1, 4)]:
+        left = torch.randint(0, 2048, (B, K, frames), generator=g)
+        right = torch.randint(0, 2048, (B, K, frames), generator=g)
+        got = fn(left.clone(), right.clone())
+        case = f"interleave_stereo on left and right [{B}, {K}, {frames}]"
+        _is_tensor(got, case)
+        expected = interleave(left, right)
+        if got.shape != expected.shape:
+            hint = ""
+            if tuple(got.shape) == (B, K, 2 * frames):
+                hint = (" You interleaved the frames (audiocraft's per_timestep=True, which the released models do "
+                        "not use): interleave the codebooks, rows 2k and 2k + 1, each still F frames long.")
+            elif tuple(got.shape) in ((B, K, 2, frames), (B, 2, K, frames)):
+                hint = " The two channels are stacked but not merged: reshape to [B, 2K, F]."
+            raise AssertionError(f"{case}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}.{hint}")
+        if got.dtype != left.dtype:
+            raise AssertionError(f"{case}: codes are integer ids ({left.dtype}), got {got.dtype}; build the result "
+                                 f"from the codes themselves (torch.stack, reshape) so that it keeps their dtype.")
+        if torch.equal(got, expected):
+            continue
+        mistakes = [
+            (torch.cat([left, right], dim=1),
+             " All the left codebooks come before the right ones (torch.cat): the rows must alternate, left k at "
+             "2k and right k at 2k + 1, so that each level's pair sits side by side and the delays "
+             "[0, 0, 1, 1, ...] give both the same step."),
+            (interleave(right, left),
+             " Left and right are swapped: in each pair the left codebook comes first (row 2k), the right one "
+             "second (row 2k + 1)."),
+            (torch.cat([right, left], dim=1),
+             " The right channel's codebooks all come first: the rows must alternate, left k at 2k, right k at "
+             "2k + 1."),
+        ]
+        hint = next((h for wrong, h in mistakes if torch.equal(got, wrong)), "")
+        raise AssertionError(f"{case}: wrong rows. Row 2k must be left[:, k] and row 2k + 1 right[:, k].{hint}")
+
+
+@_checker("08b_melody_and_stereo")
+def check_tile_or_cut(fn):
+    """tile_or_cut(x [B, T, 12], frames) == minicraft.modules.chroma.fit_length: loop a short chroma, cut a long one."""
+    from minicraft.modules.chroma import fit_length
+    g = torch.Generator().manual_seed(1)
+    for B, T, frames in [(1, 5, 12), (2, 51, 235), (1, 241, 235), (2, 7, 7), (1, 3, 2)]:
+        x = torch.rand(B, T, 12, generator=g)
+        got = fn(x.clone(), frames)
+        case = f"tile_or_cut on a chroma [{B}, {T}, 12] to {frames} frames"
+        _is_tensor(got, case)
+        expected = fit_length(x, frames)
+        if got.shape != expected.shape:
+            hint = ""
+            if got.dim() == 3 and got.shape[1] == T and got.shape[2] != 12:
+                hint = " Tile along time (dim 1), not along the 12 classes."
+            elif got.dim() == 3 and got.shape[1] == math.ceil(frames / T) * T:
+                hint = f" Enough whole copies, but then cut them to the first {frames} frames."
+            elif got.dim() == 3 and got.shape[1] != frames:
+                hint = f" The result must have exactly {frames} frames, whatever the input's length."
+            raise AssertionError(f"{case}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}.{hint}")
+        if _close(got, expected, case, atol=0, rtol=0):
+            continue
+        copies = math.ceil(frames / T)
+        mistakes = [
+            (torch.cat([x, x.new_zeros(B, max(frames - T, 0), 12)], dim=1)[:, :frames],
+             " A short melody loops: repeat it from its start, do not pad it with zeros (a frame of zeros is no "
+             "class at all, and its argmax reads as C)."),
+            (torch.cat([x, x[:, -1:].expand(B, max(frames - T, 0), 12)], dim=1)[:, :frames],
+             " Repeat the whole melody from its start, not its last frame held."),
+            (x[:, torch.arange(frames) * T // frames],
+             " The melody must be tiled, not stretched: output frame t is input frame t mod T (the tune plays "
+             "again at its own speed), not frame t·T/frames."),
+            (x.repeat(1, copies, 1)[:, -frames:],
+             " Keep the start: the first `frames` frames of the repeated melody, not the last."),
+        ]
+        hint = next((h for wrong, h in mistakes if torch.equal(got, wrong)), "")
+        raise AssertionError(f"{case}: wrong values (max difference {_max_diff(got, expected)} from "
+                             f"chroma.fit_length).{hint}")

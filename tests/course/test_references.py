@@ -28,6 +28,7 @@ CITES = {
     "06_sampling": [CFG, NUCLEUS],
     "07_generation_loop": [MUSICGEN, CFG],
     "08_official_musicgen": [MUSICGEN],
+    "08b_melody_and_stereo": [MUSICGEN, ENCODEC, TRANSFORMER],
     "09_audiogen": [AUDIOGEN],
     "10_long_generation": [MUSICGEN],
     "11_memory_and_speed": [],

@@ -5,9 +5,9 @@
     wav = model.generate(["lo-fi beat with mellow piano"])     # [B, C, samples]
 
 A model is three parts (see :mod:`minicraft.formats.loaders`): the text conditioner, the LM over
-codes and the EnCodec codec (a fourth for musicgen-melody: the melody's chroma, ``generate_with_chroma``). This file only turns user requests into calls of
-:func:`minicraft.generate.decoding.generate_codes` and the codec, including long
-generation by a sliding window and continuation of an audio prompt.
+codes and the EnCodec codec (and musicgen-melody's chroma conditioner, for ``generate_with_chroma``). This
+file only turns user requests into calls of :func:`minicraft.generate.decoding.generate_codes` and the
+codec, including long generation by a sliding window and continuation of an audio prompt.
 
 A model runs the reference modules a learner reads in ``minicraft/modules`` and ``minicraft/models``
 unless it is loaded with ``fast=True`` (or given to :func:`minicraft.fast.accelerate`); the CLI always
@@ -15,6 +15,7 @@ loads it so.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -175,8 +176,10 @@ class GenModel:
         if len(melodies) != len(descriptions):
             raise ValueError(f"{len(melodies)} melodies but {len(descriptions)} descriptions; give one melody "
                              "(or None) per description.")
-        melodies = [None if wav is None else audio.convert(wav.to(self.device, torch.float32), melody_sample_rate,
-                                                          self.sample_rate, self.audio_channels)
+        # no window reads past duration + one window (each reads one window's worth from its start time)
+        keep = math.ceil((self.duration + self.max_duration + 1) * melody_sample_rate)
+        melodies = [None if wav is None else audio.convert(wav[:, :keep].to(self.device, torch.float32),
+                                                          melody_sample_rate, self.sample_rate, self.audio_channels)
                     for wav in melodies]
         return self._finish(self.generate_tokens(list(descriptions), None, progress, melodies), return_tokens)
 
@@ -390,8 +393,8 @@ TINY_AUDIOGEN = str(Path(__file__).resolve().parent / "assets" / "tiny-audiogen"
 
 
 class MusicGen(GenModel):
-    """Text to music (facebook/musicgen-small, -medium, -large, and -stereo-*: stereo at [B, 2, samples];
-    "tiny" is minicraft's own, toy-world instruments)."""
+    """Text to music (facebook/musicgen-small, -medium, -large; -stereo-*: stereo at [B, 2, samples]; -melody*:
+    following a tune too, ``generate_with_chroma``; "tiny" is minicraft's own, toy-world instruments)."""
     DEFAULT_DURATION, DEFAULT_STRIDE, KIND = 15.0, 18.0, "musicgen"
     NAMES = {"tiny": TINY, **{s: f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "stereo-small",
                                                                     "stereo-medium", "stereo-large", "melody",

@@ -144,6 +144,9 @@ def test_generate_with_chroma(melody, refs):
     assert torch.equal(tokens, refs["melody.gen.batch_none.tokens"])
     tokens = melody.generate_with_chroma([P2], [tunes["long"][0]], 32000, return_tokens=True)[1]
     assert torch.equal(tokens, refs["melody.gen.long.tokens"])
+    # what follows the 235 chroma frames' reach (about 30.2 s) changes nothing, and is not even read
+    longer = torch.cat([tunes["long"][0], torch.randn(1, 90 * 32000)], dim=1)
+    assert torch.equal(melody.generate_with_chroma([P2], [longer], 32000, return_tokens=True)[1], tokens)
 
 
 def test_generate_without_a_melody_and_text_padding(melody, refs):

@@ -337,6 +337,10 @@ class LMTrainConfig:
     num_layers: int = 4
     condition_dropout: float = 0.2       # share of captions replaced by "no text", for CFG
     caption_noise: float = 0.1           # share of training captions that describe another class's clip
+    # share of the LM's input codes replaced by its own samples (parallel scheduled sampling), reached after
+    # a fifth of the steps: free-running, the LM reads codes it drew itself, not the codec's. MusicGen's at
+    # 0.3 (its pure tones did not survive one off-peak code); AudioGen's at 0, as shipped.
+    self_feed: float | None = None
     checkpoint_every: int = 250
 
 
@@ -394,6 +398,7 @@ def encode_scenes(codec: Encodec, scenes: list[world.Scene], batch: int = 4) -> 
 
 
 OPENING_SHARE = {"musicgen": 0.25, "audiogen": 0.0}
+SELF_FEED = {"musicgen": 0.3, "audiogen": 0.0}     # LMTrainConfig.self_feed's defaults, as shipped
 
 
 def crop_windows(scenes: list[world.Scene], codes: list[torch.Tensor], frames: int, frame_rate: int,
@@ -419,13 +424,22 @@ def scene_captions(scene: world.Scene) -> list[str]:
                                                           for pair in zip(scene.parts, scene.parts[1:])]
 
 
-def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None):
-    """Cross-entropy of the LM on codes [B, K, T] given captions (ids/mask [B, L])."""
+def lm_loss(lm, conditioner, ids, mask, codes, drop: torch.Tensor | None = None, self_feed: float = 0.0):
+    """Cross-entropy of the LM on codes [B, K, T] given captions (ids/mask [B, L]).
+
+    With ``self_feed`` > 0, that share of the input codes is first replaced by codes the LM samples for them
+    from the true context: the targets stay the true codes, so the LM learns to come back from its own slips."""
     if drop is not None:                                 # condition dropout: "no text" rows
         mask = mask * (~drop)[:, None]
     hidden = conditioner.t5(ids, mask)
     cond = conditioner.output_proj(hidden) * mask[..., None]
-    logits, valid = lm.compute_predictions(codes, cond, text_mask(mask))   # [B, K, T, codebook_size], [B, K, T]
+    inputs = codes
+    if self_feed > 0:
+        with torch.no_grad():
+            logits, valid = lm.compute_predictions(codes, cond, text_mask(mask))
+            drawn = torch.distributions.Categorical(logits=logits.nan_to_num()).sample()    # [B, K, T]
+            inputs = torch.where(valid & (torch.rand(codes.shape) < self_feed), drawn, codes)
+    logits, valid = lm.compute_predictions(inputs, cond, text_mask(mask))   # [B, K, T, codebook_size], [B, K, T]
     return F.cross_entropy(logits[valid], codes[valid])
 
 
@@ -483,7 +497,8 @@ def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: in
                                       OPENING_SHARE[config.model] if config.opening_share is None else config.opening_share)
         ids, mask = tokenizer(texts)
         drop = torch.rand(config.batch) < config.condition_dropout
-        loss = lm_loss(lm, conditioner, ids, mask, windows, drop)
+        self_feed = SELF_FEED[config.model] if config.self_feed is None else config.self_feed
+        loss = lm_loss(lm, conditioner, ids, mask, windows, drop, self_feed * min(1.0, step / (0.2 * config.steps)))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -527,6 +542,9 @@ def main(argv=None):
     m.add_argument("--steps", type=int, default=LMTrainConfig.steps)
     m.add_argument("--caption-noise", type=float, default=LMTrainConfig.caption_noise,
                    help="share of training captions swapped for another class's (0.1 ships; 0: all right)")
+    m.add_argument("--self-feed", type=float, default=None,
+                   help="share of input codes replaced by the LM's own samples (scheduled sampling; default: "
+                        "the shipped model's, 0.3 for musicgen, 0 for audiogen)")
     m.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
     e.add_argument("--model", choices=sorted(FAMILIES), default="musicgen")
@@ -542,7 +560,8 @@ def main(argv=None):
         train_codec(args.out, CodecTrainConfig(steps=args.steps))
     elif args.what == "lm":
         args.out = args.out or Path(f"runs/lm-{args.model}")
-        train_lm(args.out, args.codec, LMTrainConfig(model=args.model, steps=args.steps, caption_noise=args.caption_noise))
+        train_lm(args.out, args.codec, LMTrainConfig(model=args.model, steps=args.steps, caption_noise=args.caption_noise,
+                                                   self_feed=args.self_feed))
     else:
         args.lm = args.lm or Path(f"runs/lm-{args.model}")
         args.out = args.out or ASSETS / {"musicgen": "tiny", "audiogen": "tiny-audiogen"}[args.model]

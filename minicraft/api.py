@@ -114,6 +114,12 @@ class GenModel:
     def audio_channels(self) -> int:
         return self.codec.channels
 
+    @property
+    def melody_reach(self) -> float:
+        """Seconds of a melody a generation can read: each window reads one window's worth from its start
+        time, so no more than ``duration`` plus one window (and a second for the resampler's filter)."""
+        return self.duration + self.max_duration + 1
+
     # ---------------------------------------------------------------- parameters
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int | None = None, top_p: float = 0.0,
@@ -176,8 +182,7 @@ class GenModel:
         if len(melodies) != len(descriptions):
             raise ValueError(f"{len(melodies)} melodies but {len(descriptions)} descriptions; give one melody "
                              "(or None) per description.")
-        # no window reads past duration + one window (each reads one window's worth from its start time)
-        keep = math.ceil((self.duration + self.max_duration + 1) * melody_sample_rate)
+        keep = math.ceil(self.melody_reach * melody_sample_rate)
         melodies = [None if wav is None else audio.convert(wav[:, :keep].to(self.device, torch.float32),
                                                           melody_sample_rate, self.sample_rate, self.audio_channels)
                     for wav in melodies]

@@ -289,8 +289,7 @@ def run_generation(args) -> int:
         if model.melody is None:
             raise UserError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, "
                             f"stereo-melody-large); {args.model} has no melody conditioning.")
-        # no window reads the melody past duration + one window (each reads one window from its start time)
-        melody_wav, melody_rate = audio.read(melody, first_seconds=model.duration + model.max_duration + 1)
+        melody_wav, melody_rate = audio.read(melody, first_seconds=model.melody_reach)     # what windows read
     if continuing:
         seconds = args.prompt_seconds or min(model.duration, model.max_duration) / 2
         wav_in, rate = audio.read(args.input, last_seconds=seconds)

@@ -167,8 +167,7 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
 
     melody = None
     if melody_config is not None:
-        chroma, frames = melody_config
-        melody = melody_conditioner(chroma_state, lm.config.dim, frames, chroma, path, dtype)
+        melody = melody_conditioner(chroma_state, lm.config.dim, melody_config.frames, melody_config, path, dtype)
     codec_path = folder / "compression_state_dict.bin"
     codec = load_encodec_audiocraft(codec_path, dtype=dtype, resolve_pointer=encodec_from_hub)
     interleave = config.get("interleave_stereo_codebooks") or {}
@@ -181,8 +180,8 @@ def load_audiocraft(folder: str | Path, t5: str | Path | None = None, dtype: tor
                       float(config.get("dataset", {}).get("segment_duration", 30.0)), melody)
 
 
-def melody_from_audiocraft(config: dict, path: Path) -> tuple[ChromaConfig, int]:
-    """musicgen-melody's chroma settings from its ``xp.cfg``, and the chroma frames its LM sees.
+def melody_from_audiocraft(config: dict, path: Path) -> ChromaConfig:
+    """musicgen-melody's chroma settings from its ``xp.cfg`` (its ``frames``: what its LM sees).
 
     Both conditions must be prepended (audiocraft's fuser: ``prepend: [self_wav, description]``, no
     cross-attention), which puts the chroma first, then the text."""
@@ -195,10 +194,9 @@ def melody_from_audiocraft(config: dict, path: Path) -> tuple[ChromaConfig, int]
         raise CheckpointError(f"{path}: its melody conditioner is {conditioner.get('model')!r}; minicraft "
                               "supports chroma_stem (musicgen-melody's).")
     c = conditioner["chroma_stem"]
-    chroma = ChromaConfig(sample_rate=c.get("sample_rate", config["sample_rate"]), n_chroma=c.get("n_chroma", 12),
-                          radix2_exp=c.get("radix2_exp", 14), argmax=bool(c.get("argmax", True)),
-                          duration=float(config.get("dataset", {}).get("segment_duration", 30.0)))
-    return chroma, chroma.frames
+    return ChromaConfig(sample_rate=c.get("sample_rate", config["sample_rate"]), n_chroma=c.get("n_chroma", 12),
+                        radix2_exp=c.get("radix2_exp", 14), argmax=bool(c.get("argmax", True)),
+                        duration=float(config.get("dataset", {}).get("segment_duration", 30.0)))
 
 
 def melody_conditioner(proj_state: dict, dim: int, frames: int, chroma: ChromaConfig, source,

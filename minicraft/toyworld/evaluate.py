@@ -337,16 +337,22 @@ def continuation_prompts(scenes: list, start: float = 1.0, seconds: float = 1.0)
 class ContinuationResult:
     kept: float                      # the prompt's class heard in the last 2 continued seconds
     by_class: dict[str, tuple[int, int]]
+    silent: int = 0                  # scenes left out: their prompt second is silence (birds between songs)
 
 
 @torch.no_grad()
 def continuation_report(model, clf: AttributeClassifier, scenes: list, prompt_seconds: float = 1.0,
                         continued: float = 3.0, cfg_coef: float = 3.0, seed: int = 0, batch: int = 16,
                         captions: bool = True) -> ContinuationResult:
-    """Continue real held-out scenes (their caption, or none) and check the continuation keeps their class."""
+    """Continue real held-out scenes (their caption, or none) and check the continuation keeps their class.
+
+    A scene whose prompt is silence has no class to keep (and the API refuses a silent prompt): it is left out
+    and counted."""
     model.set_generation_params(duration=prompt_seconds + continued, cfg_coef=cfg_coef)
     torch.manual_seed(seed)
     prompts = continuation_prompts(scenes, 1.0, prompt_seconds)
+    audible = prompts.flatten(1).abs().amax(1) > 0
+    scenes, prompts = [s for s, a in zip(scenes, audible.tolist()) if a], prompts[audible]
     last = int(world.DURATION * world.SAMPLE_RATE)
     predictions = []
     for i in range(0, len(scenes), batch):
@@ -355,7 +361,7 @@ def continuation_report(model, clf: AttributeClassifier, scenes: list, prompt_se
         predictions += clf.predict(wav[..., -last:])
     labels = [s.label_at(0) for s in scenes]
     return ContinuationResult(float(np.mean([p == y for p, y in zip(predictions, labels)])),
-                              recognised_by_class(predictions, labels))
+                              recognised_by_class(predictions, labels), int((~audible).sum()))
 
 
 def family(model) -> list[str]:
@@ -449,7 +455,8 @@ def main(argv=None):
         cont = continuation_report(model, clf, scenes, captions=with_text)
         print(f"continuation of real held-out scenes (1 s prompt from second 1, 3 s continued, cfg 3, "
               f"{'their captions' if with_text else 'no text'}): prompt's class kept in the last 2 s "
-              f"{100 * cont.kept:.1f}% ({by_class_line(cont.by_class)})")
+              f"{100 * cont.kept:.1f}% ({by_class_line(cont.by_class)})"
+              + (f"; {cont.silent} scene(s) left out, their prompt silent" if cont.silent else ""))
 
     saved = caption_information(model, own)
     print("\nnats per code the caption saves the LM on the real clips (what guidance has to amplify)")

@@ -338,9 +338,9 @@ class LMTrainConfig:
     condition_dropout: float = 0.2       # share of captions replaced by "no text", for CFG
     caption_noise: float = 0.1           # share of training captions that describe another class's clip
     # share of the LM's input codes replaced by its own samples (parallel scheduled sampling), reached after
-    # a fifth of the steps: free-running, the LM reads codes it drew itself, not the codec's. MusicGen's at
-    # 0.3 (its pure tones did not survive one off-peak code); AudioGen's at 0, as shipped.
-    self_feed: float | None = None
+    # a fifth of the steps: free-running, the LM reads codes it drew itself, not the codec's, and without this
+    # one off-peak code turned a held tone or hum into another sound (docs/tiny_model.md)
+    self_feed: float = 0.3
     checkpoint_every: int = 250
 
 
@@ -398,7 +398,6 @@ def encode_scenes(codec: Encodec, scenes: list[world.Scene], batch: int = 4) -> 
 
 
 OPENING_SHARE = {"musicgen": 0.25, "audiogen": 0.0}
-SELF_FEED = {"musicgen": 0.3, "audiogen": 0.0}     # LMTrainConfig.self_feed's defaults, as shipped
 
 
 def crop_windows(scenes: list[world.Scene], codes: list[torch.Tensor], frames: int, frame_rate: int,
@@ -497,8 +496,8 @@ def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: in
                                       OPENING_SHARE[config.model] if config.opening_share is None else config.opening_share)
         ids, mask = tokenizer(texts)
         drop = torch.rand(config.batch) < config.condition_dropout
-        self_feed = SELF_FEED[config.model] if config.self_feed is None else config.self_feed
-        loss = lm_loss(lm, conditioner, ids, mask, windows, drop, self_feed * min(1.0, step / (0.2 * config.steps)))
+        loss = lm_loss(lm, conditioner, ids, mask, windows, drop,
+                       config.self_feed * min(1.0, step / (0.2 * config.steps)))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -542,9 +541,9 @@ def main(argv=None):
     m.add_argument("--steps", type=int, default=LMTrainConfig.steps)
     m.add_argument("--caption-noise", type=float, default=LMTrainConfig.caption_noise,
                    help="share of training captions swapped for another class's (0.1 ships; 0: all right)")
-    m.add_argument("--self-feed", type=float, default=None,
-                   help="share of input codes replaced by the LM's own samples (scheduled sampling; default: "
-                        "the shipped model's, 0.3 for musicgen, 0 for audiogen)")
+    m.add_argument("--self-feed", type=float, default=LMTrainConfig.self_feed,
+                   help="share of input codes replaced by the LM's own samples (scheduled sampling; 0.3 ships; "
+                        "0: teacher forcing only)")
     m.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="write the trained models as a Hugging Face-format MusicGen folder")
     e.add_argument("--model", choices=sorted(FAMILIES), default="musicgen")

@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["MusicGen", "AudioGen", "__version__"]
+__all__ = ["MusicGen", "AudioGen", "finetune", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,7 @@ def __getattr__(name):
     if name in ("MusicGen", "AudioGen"):
         from minicraft import api        # deferred: importing any submodule would otherwise load them all
         return getattr(api, name)
+    if name == "finetune":
+        from minicraft.tune.train import finetune    # deferred: as the models, loaded on first use
+        return finetune
     raise AttributeError(f"module 'minicraft' has no attribute {name!r}")

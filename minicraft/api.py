@@ -28,6 +28,8 @@ from minicraft.fast import accelerate, summary
 from minicraft.generate.decoding import generate_codes
 from minicraft.checks import check_number
 from minicraft.generate.sampling import check_setting
+from minicraft.fast.int8 import quantize_lm_int8
+from minicraft.formats.adapter import apply_adapter, is_adapter, read_adapter_config
 from minicraft.formats.loaders import Components, load_components
 
 
@@ -55,7 +57,7 @@ class GenModel:
     @classmethod
     def get_pretrained(cls, name: str | None = None, device: str | torch.device | None = None,
                        dtype: str | torch.dtype | None = "auto", t5: str | None = None,
-                       quantize: str | None = "auto", fast: bool = False):
+                       quantize: str | None = "auto", fast: bool = False, adapter: str | Path | None = None):
         """A model by short name, Hub id, or local folder in either official format.
 
         ``device``: "cuda", "mps" or "cpu" (default: the best available).
@@ -69,12 +71,26 @@ class GenModel:
         whose T5 is not in the Hugging Face cache.
         ``fast``: put :mod:`minicraft.fast` in place of the reference modules (C kernels on a CPU, the
         codec's polyphase convs and chunks); ``False`` keeps the code of the course, the code that runs.
+        ``adapter``: a fine-tune's folder (``minicraft finetune``); its LoRA updates are applied beside the
+        frozen weights, or folded into them with ``fast=True``. ``name`` may be such a folder itself: its
+        base model is loaded, then its adapter.
         """
+        if adapter is None and name is not None and is_adapter(name):
+            adapter, name = name, read_adapter_config(name)["base"]
         device = pick_device(device)
+        if adapter is not None and quantize in ("auto", "int8"):
+            # the updates go into float weights first; int8 (if asked) quantizes the merged ones
+            quantize, quantize_merged = None, quantize == "int8"
+        else:
+            quantize_merged = False
         if device.type != "cpu" or not fast:                 # "auto" measures the CPU's fast path only
             dtype, quantize = (None if dtype == "auto" else dtype), (None if quantize == "auto" else quantize)
         dtype = dtype if dtype == "auto" else pick_dtype(dtype, device)
         parts = load_components(cls.resolve_name(name), kind=cls.KIND, t5=t5, dtype=dtype, quantize=quantize)
+        if adapter is not None:
+            apply_adapter(parts.lm, adapter, merge=fast or quantize_merged)
+            if quantize_merged:
+                quantize_lm_int8(parts.lm)
         for module in (parts.lm, parts.conditioner, parts.codec, parts.melody):
             if module is not None:
                 module.to(device).eval()
@@ -425,6 +441,9 @@ def resolve(name: str) -> tuple[type[GenModel], str]:
     if not isinstance(name, str) or not name.strip():
         raise ValueError("the model name is empty; use tiny, small, medium, large, audiogen-tiny, audiogen-medium, a Hub id "
                          "or a folder.")
+    if is_adapter(name):            # a fine-tune's folder: the family of its base model
+        cls = AudioGen if read_adapter_config(name)["kind"] == "audiogen" else MusicGen
+        return cls, name
     cls = AudioGen if "audiogen" in name.lower() else MusicGen
     short = name[len("audiogen-"):] if name.lower().startswith("audiogen-") else name
     return cls, cls.resolve_name(short)

@@ -1,4 +1,4 @@
-"""The ``minicraft`` command: generate, continue, explore, download, info.
+"""The ``minicraft`` command: generate, continue, explore, finetune, download, info.
 
 Every user mistake ends in one line on stderr that says what to do, and exit
 code 2, before any model loads where it can be known then. ``generate`` runs its
@@ -25,6 +25,8 @@ from minicraft.files import slug
 from minicraft.formats.checkpoints import CheckpointError
 from minicraft.formats.loaders import fetch_model
 from minicraft.info import describe, describe_device
+from minicraft.models.adapters import TARGETS, AdapterConfig
+from minicraft.tune.train import BASE_DTYPES, FinetuneConfig, finetune
 from minicraft.progress import ProgressBar
 
 EXAMPLES = """\
@@ -40,6 +42,7 @@ examples:
   minicraft info --device                                 # this CPU, and what --dtype/--quantize auto pick
   minicraft explore "a slow low flute melody" --temperature 0.5 1 --cfg 1 3 --out grid/   # measured: grid/report.html
   minicraft explore --help          # the parameter explorer: grids, specs, resuming
+  minicraft finetune my_sounds/ --out runs/mine          # LoRA on your own sounds; then --model runs/mine
 
 Sampling, in one breath: temperature scales the randomness (0 = always the most
 likely token); top-k keeps the k most likely tokens; top-p keeps the smallest set
@@ -63,6 +66,18 @@ A spec file (YAML or JSON) holds the same fields, and groups prompts by content 
   duration: 1
   objective: adherence       # a measure to maximise; -repetition to minimise repetition
 Flags override the spec's fields.
+"""
+
+
+FINETUNE_EXAMPLES = """\
+examples:
+  minicraft finetune my_sounds/ --model tiny --out runs/mine      # my_sounds/a.wav + a.txt (its caption), ...
+  minicraft finetune my_sounds/ --model tiny --out runs/mine      # again: resumes (Ctrl-C saves first)
+  minicraft generate "the caption of my sound" --model runs/mine  # the base with the adapter
+  minicraft finetune my_sounds/ --model small --base-dtype bfloat16 --steps 2000 --merge
+
+The run folder holds adapter.safetensors (the LoRA updates alone) with adapter_config.json, log.csv, loss.png
+and checkpoint.pt; with --merge, merged/ is a whole model in the Hugging Face format.
 """
 
 
@@ -181,6 +196,34 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="explore", help="the run folder; the same folder again resumes (default: explore)")
     e.add_argument("--max-samples", type=int, help="stop after this many new samples; run again to continue")
     e.add_argument("--yes", action="store_true", help="run a grid of more than 10 000 samples")
+    f = sub.add_parser("finetune", help="teach a model your own sounds (LoRA adapters) -> a run folder to "
+                       "generate from", epilog=FINETUNE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("data", help="a folder of WAV/FLAC/OGG files with same-name .txt captions, a folder with "
+                                "metadata.jsonl (file_name, text), or an audiocraft data.jsonl manifest")
+    f.add_argument("--model", default="tiny", help="the base: tiny (default), small, audiogen-tiny, audiogen-medium, "
+                                                   "a Hub id or a folder")
+    f.add_argument("--out", default="runs/mine", help="the run folder; the same command again resumes (default: runs/mine)")
+    f.add_argument("--steps", type=int, help=f"training steps (default {FinetuneConfig.steps})")
+    f.add_argument("--batch-size", type=int, dest="batch", help=f"windows per step (default {FinetuneConfig.batch})")
+    f.add_argument("--lr", type=float, help=f"peak learning rate (default {FinetuneConfig.lr:g})")
+    f.add_argument("--warmup", type=int, help=f"steps of linear warm-up (default {FinetuneConfig.warmup})")
+    f.add_argument("--rank", type=int, help=f"LoRA rank (default {AdapterConfig.rank})")
+    f.add_argument("--alpha", type=float, help=f"LoRA alpha: updates scaled by alpha / rank (default {AdapterConfig.alpha:g})")
+    f.add_argument("--lora-dropout", type=float, help="dropout on the updates' input (default 0)")
+    f.add_argument("--targets", nargs="+", choices=TARGETS, help="projections that get an update (default: all three)")
+    f.add_argument("--layers", type=int, nargs="+", help="layers that get updates (default: all)")
+    f.add_argument("--base-dtype", choices=sorted(BASE_DTYPES), help="how the frozen weights are held: float32 "
+                   "(default), bfloat16 or int8 (less memory, for medium and large models on a laptop)")
+    f.add_argument("--condition-dropout", type=float, help="share of captions dropped, so that guidance "
+                   f"still works (default {FinetuneConfig.condition_dropout:g})")
+    f.add_argument("--valid-share", type=float, help="share of files held out to measure the loss on "
+                   f"(default {FinetuneConfig.valid_share:g}; none with fewer than 10 files)")
+    f.add_argument("--segment", type=float, help="seconds per training window (default: the model's window)")
+    f.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {FinetuneConfig.checkpoint_every})")
+    f.add_argument("--seed", type=int, help="random seed (default 0)")
+    f.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    f.add_argument("--merge", action="store_true", help="also write the merged model to OUT/merged (Hugging Face "
+                                                        "format: loads in minicraft and transformers)")
     d = sub.add_parser("download", help="fetch a model into the Hugging Face cache for offline use")
     d.add_argument("name", help="small, medium, large, stereo-small, melody, ... (README's model table), "
                                 "audiogen-medium or a Hub id")
@@ -356,6 +399,18 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    options = {name: getattr(args, name) for name in (
+        "steps", "batch", "lr", "warmup", "rank", "alpha", "lora_dropout", "targets", "layers", "base_dtype",
+        "condition_dropout", "valid_share", "segment", "checkpoint_every", "seed", "device")}
+    try:
+        finetune(args.data, model=args.model, out=args.out, merge=args.merge, **options)
+    except KeyboardInterrupt as stopped:      # saved by finetune: say where, and how to go on
+        print(f"minicraft: {stopped}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def cmd_info(args) -> int:
     if args.device:
         print(describe_device(refresh=args.remeasure))
@@ -375,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_generation(args)
         if args.command == "explore":
             return cmd_explore(args)
+        if args.command == "finetune":
+            return cmd_finetune(args)
         if args.command == "download":
             return cmd_download(args)
         return cmd_info(args)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from minicraft.checks import check_fields
@@ -158,3 +159,14 @@ class LM(nn.Module):
         sequence, _ = pattern.build(codes, self.special_token, valid_only=True)   # [B, K, S]
         logits, mask = pattern.revert_logits(self(sequence, cross, cross_mask, prefix=prefix))
         return logits, mask[None].expand(B, -1, -1)                               # [B, K, T, codebook_size]
+
+
+def codebook_cross_entropy(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The training loss: each codebook's mean cross-entropy over its valid codes, averaged over codebooks.
+
+    logits [B, K, T, codebook_size], codes and mask [B, K, T] (:meth:`LM.compute_predictions`'s, ``mask``
+    False where a code has no context or is padding). Per codebook, then averaged: audiocraft's MusicGen
+    solver does so, and transformers' ``labels`` loss too, so a fine-tune here minimises what theirs does.
+    """
+    per_codebook = [F.cross_entropy(logits[:, k][mask[:, k]], codes[:, k][mask[:, k]]) for k in range(codes.shape[1])]
+    return torch.stack(per_codebook).mean()

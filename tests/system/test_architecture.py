@@ -9,7 +9,7 @@ PACKAGE = ROOT / "minicraft"
 # Top to bottom. A module may import from its own layer and the layers below it, never from one above.
 LAYERS = [
     ("tools", ["minicraft.cli", "minicraft.__main__", "minicraft.info", "minicraft.explorer", "minicraft.toyworld"]),
-    ("api", ["minicraft", "minicraft.api"]),
+    ("api", ["minicraft", "minicraft.api", "minicraft.tune"]),
     ("formats", ["minicraft.formats"]),
     ("fast", ["minicraft.fast"]),
     ("generate", ["minicraft.generate"]),

@@ -218,6 +218,12 @@ def parser() -> argparse.ArgumentParser:
                    f"still works (default {FinetuneConfig.condition_dropout:g})")
     f.add_argument("--valid-share", type=float, help="share of files held out to measure the loss on "
                    f"(default {FinetuneConfig.valid_share:g}; none with fewer than 10 files)")
+    f.add_argument("--keep-prompts", metavar="FILE", help="prompts (one per line) whose sound the model should keep: "
+                   "the base model's own generations for them are mixed into training (prior preservation; without "
+                   "it a fine-tune drifts every prompt towards your sounds)")
+    f.add_argument("--keep-share", type=float, help=f"share of each batch from those generations "
+                   f"(default {FinetuneConfig.keep_share:g})")
+    f.add_argument("--keep-clips", type=int, help=f"generations made once, before training (default {FinetuneConfig.keep_clips})")
     f.add_argument("--segment", type=float, help="seconds per training window (default: the model's window)")
     f.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {FinetuneConfig.checkpoint_every})")
     f.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -402,7 +408,15 @@ def cmd_download(args) -> int:
 def cmd_finetune(args) -> int:
     options = {name: getattr(args, name) for name in (
         "steps", "batch", "lr", "warmup", "rank", "alpha", "lora_dropout", "targets", "layers", "base_dtype",
-        "condition_dropout", "valid_share", "segment", "checkpoint_every", "seed", "device")}
+        "condition_dropout", "valid_share", "segment", "checkpoint_every", "seed", "device", "keep_share", "keep_clips")}
+    if args.keep_prompts is not None:
+        try:
+            lines = Path(args.keep_prompts).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"--keep-prompts {args.keep_prompts}: cannot read it ({e.__class__.__name__}).") from None
+        options["keep_prompts"] = [line.strip() for line in lines if line.strip()] or None
+        if options["keep_prompts"] is None:
+            raise UserError(f"--keep-prompts {args.keep_prompts} holds no prompt; write one per line.")
     try:
         finetune(args.data, model=args.model, out=args.out, merge=args.merge, **options)
     except KeyboardInterrupt as stopped:      # saved by finetune: say where, and how to go on

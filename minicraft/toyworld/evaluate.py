@@ -61,18 +61,21 @@ def features(audio: torch.Tensor) -> torch.Tensor:
 
 
 class AttributeClassifier(nn.Module):
-    def __init__(self, n_features: int = 192, n_classes: int = len(world.CLASSES)):
+    """``names``: the classes it tells apart, the toy world's (or those and a fine-tune's new sound)."""
+
+    def __init__(self, n_features: int = 192, names: list[str] = world.CLASSES):
         super().__init__()
+        self.names = list(names)
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
-        self.net = nn.Sequential(nn.Linear(n_features, 128), nn.ReLU(), nn.Linear(128, n_classes))
+        self.net = nn.Sequential(nn.Linear(n_features, 128), nn.ReLU(), nn.Linear(128, len(self.names)))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.net((features(audio) - self.mean) / self.std)
 
     @torch.no_grad()
     def predict(self, audio: torch.Tensor) -> list[str]:
-        return [world.CLASSES[i] for i in self(audio).argmax(-1).tolist()]
+        return [self.names[i] for i in self(audio).argmax(-1).tolist()]
 
 
 def labelled_audio(n: int, seed: int, held_out: bool = False):
@@ -143,16 +146,23 @@ def unseen_degradations(audio: torch.Tensor, seed: int = 1) -> dict[str, torch.T
             "low-pass 4 kHz": lowpass, "gain -20 dB": audio * 0.1}
 
 
-def train_classifier(n: int = 1500, seed: int = 100, epochs: int = 300, degraded_copies: int = 3
-                     ) -> AttributeClassifier:
-    """Clean clips plus ``degraded_copies`` augmented copies of each (0 = the clean-only classifier)."""
+def train_classifier(n: int = 1500, seed: int = 100, epochs: int = 300, degraded_copies: int = 3,
+                     extra: dict[str, torch.Tensor] | None = None) -> AttributeClassifier:
+    """Clean clips plus ``degraded_copies`` augmented copies of each (0 = the clean-only classifier).
+
+    ``extra``: {a new class: its clips [n, samples]}, told apart from the toy world's classes too."""
     torch.manual_seed(seed)
     _, audio, labels = labelled_audio(n, seed)
+    names = list(world.CLASSES)
+    for name, clips in (extra or {}).items():
+        audio = torch.cat([audio, clips])
+        labels = torch.cat([labels, torch.full((len(clips),), len(names))])
+        names.append(name)
     generator = torch.Generator().manual_seed(seed)
     # one augmented copy at a time, down to its features: never all the copies' audio at once
     x = torch.cat([features(audio)] + [features(augment(audio, generator)) for _ in range(degraded_copies)])
     labels = labels.repeat(degraded_copies + 1)
-    clf = AttributeClassifier()
+    clf = AttributeClassifier(names=names)
     clf.mean, clf.std = x.mean(0), x.std(0) + 1e-5
     x = (x - clf.mean) / clf.std
     optimizer = torch.optim.Adam(clf.net.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -173,11 +183,13 @@ def accuracy(clf: AttributeClassifier, audio: torch.Tensor, labels: list[str] | 
 
 
 def heard_as(predictions: list[str], labels: list[str] | torch.Tensor) -> dict[str, Counter]:
-    """{true class: Counter of the classes heard}, in toy-world order: the confusion matrix, row by row."""
+    """{true class: Counter of the classes heard}, in toy-world order (a new class last): the confusion matrix,
+    row by row."""
     rows = {}
     for p, y in zip(predictions, class_names(labels)):
         rows.setdefault(y, Counter())[p] += 1
-    return {name: rows[name] for name in world.CLASSES if name in rows}
+    order = world.CLASSES + sorted(set(rows) - set(world.CLASSES))
+    return {name: rows[name] for name in order if name in rows}
 
 
 def recognised_by_class(predictions: list[str], labels: list[str] | torch.Tensor) -> dict[str, tuple[int, int]]:

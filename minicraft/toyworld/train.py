@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -53,6 +52,7 @@ from minicraft.modules.t5 import T5Config, T5Encoder
 from minicraft.modules.tokenizer import T5Tokenizer
 from minicraft.progress import ProgressBar
 from minicraft.toyworld import world
+from minicraft.tune.train import take_step, warmup_cosine
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -474,8 +474,7 @@ def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: in
     conditioner, lm = build_text_and_lm(config, tokenizer, codec)
     params = list(conditioner.parameters()) + list(lm.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    schedule = warmup_cosine(optimizer, config.warmup, config.steps)
     saved = dict(conditioner=conditioner, lm=lm, optimizer=optimizer, schedule=schedule)
     step = resume(out / "checkpoint.pt", **saved)
     codes_path = out / "codes.pt"
@@ -498,11 +497,7 @@ def train_lm(out: Path, codec_folder: Path, config: LMTrainConfig, log_every: in
         drop = torch.rand(config.batch) < config.condition_dropout
         loss = lm_loss(lm, conditioner, ids, mask, windows, drop,
                        config.self_feed * min(1.0, step / (0.2 * config.steps)))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
+        take_step(loss, params, optimizer, schedule)
         step += 1
         if step % log_every == 0:
             log.write(json.dumps(dict(step=step, loss=loss.item(), lr=schedule.get_last_lr()[0],

@@ -24,7 +24,7 @@ import torch
 
 from minicraft.api import resolve
 from minicraft.files import atomic_write, write_text_atomic
-from minicraft.tune.data import (DataError, batch_of, check_examples, encode_examples, find_examples,
+from minicraft.tune.data import (DataError, Window, batch_of, check_examples, encode_examples, find_examples,
                                      save_cache, split)
 from minicraft.formats.adapter import save_adapter
 from minicraft.formats.export import export_musicgen
@@ -43,7 +43,7 @@ class FinetuneConfig:
     model: str = "tiny"                  # what the CLI's --model takes: tiny, small, audiogen-tiny, a Hub id, a folder
     steps: int = 500
     batch: int = 8
-    lr: float = 1e-3
+    lr: float = 5e-4
     warmup: int = 50
     weight_decay: float = 0.0
     condition_dropout: float = 0.2       # captions replaced by "no text", as audiocraft trains (for guidance)
@@ -52,6 +52,11 @@ class FinetuneConfig:
     checkpoint_every: int = 100
     seed: int = 0
     base_dtype: str = "float32"          # the frozen weights of the adapted projections: float32, bfloat16, int8
+    # prior preservation (as DreamBooth): the base model's own generations for these prompts are mixed into every
+    # batch, so that what it did before the fine-tune it still does after
+    keep_prompts: list[str] | None = None
+    keep_share: float = 0.75             # share of each batch drawn from those generations
+    keep_clips: int = 128                # generations made once, before training (the prompts in turn)
     device: str | None = None
     lora: AdapterConfig = field(default_factory=AdapterConfig)
 
@@ -66,7 +71,12 @@ class FinetuneConfig:
             raise ValueError(f"warmup must be a whole number >= 0, got {self.warmup!r}.")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ValueError(f"lr must be a number between 0 and 1, got {self.lr!r}.")
-        for name in ("condition_dropout", "valid_share"):
+        if self.keep_prompts is not None and (not isinstance(self.keep_prompts, list) or not self.keep_prompts
+                                              or not all(isinstance(p, str) and p.strip() for p in self.keep_prompts)):
+            raise ValueError("keep_prompts must be a list of non-empty prompts (one per line in --keep-prompts FILE).")
+        if isinstance(self.keep_clips, bool) or not isinstance(self.keep_clips, int) or self.keep_clips < 1:
+            raise ValueError(f"keep_clips must be a whole number >= 1, got {self.keep_clips!r}.")
+        for name in ("condition_dropout", "valid_share", "keep_share"):
             if not (isinstance(getattr(self, name), (int, float)) and 0 <= getattr(self, name) < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
         if self.segment is not None and not (isinstance(self.segment, (int, float)) and self.segment >= 1):
@@ -76,7 +86,8 @@ class FinetuneConfig:
 
     def recipe(self) -> dict:
         """What a resumed run must share with the run it resumes (the rest may change, e.g. ``steps``)."""
-        return dict(model=self.model, lora=self.lora.to_dict(), segment=self.segment, base_dtype=self.base_dtype)
+        return dict(model=self.model, lora=self.lora.to_dict(), segment=self.segment, base_dtype=self.base_dtype,
+                    keep_prompts=self.keep_prompts, keep_clips=self.keep_clips)
 
 
 def delay_mask(lengths: torch.Tensor, delays: list[int], frames: int) -> torch.Tensor:
@@ -96,6 +107,21 @@ def lm_loss(model, codes: torch.Tensor, lengths: torch.Tensor, captions: list[st
     return codebook_cross_entropy(logits, codes.to(model.device), valid)
 
 
+def warmup_cosine(optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate: linear warm-up over ``warmup`` steps, then a cosine decay to zero at ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(warmup, 1)) * 0.5 * (
+        1 + math.cos(math.pi * min(s, steps) / steps)))
+
+
+def take_step(loss: torch.Tensor, params: list, optimizer, schedule, clip: float = 1.0):
+    """One optimizer step on ``loss``, its gradient norm clipped at ``clip``."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    schedule.step()
+
+
 class Run:
     """The run folder: what it holds, and writing each file whole."""
 
@@ -103,6 +129,7 @@ class Run:
         self.folder = Path(folder).expanduser()
         self.meta, self.checkpoint = self.folder / "run.json", self.folder / "checkpoint.pt"
         self.log, self.plot, self.cache = self.folder / "log.csv", self.folder / "loss.png", self.folder / "codes.pt"
+        self.kept = self.folder / "kept.pt"
 
     def check(self, config: FinetuneConfig):
         """Refuse a folder that holds something else, or another model's run, before any work."""
@@ -205,6 +232,24 @@ def held_out_loss(model, windows, batch: int) -> float | None:
     return total / count
 
 
+@torch.no_grad()
+def base_generations(model, prompts: list[str], clips: int, seconds: float, path: Path, seed: int) -> list[Window]:
+    """The base model's own codes for ``prompts`` (in turn, ``clips`` in all), made once and kept in ``path``."""
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return [Window(c, t, "kept") for c, t in zip(saved["codes"], saved["captions"])]
+    captions = [prompts[i % len(prompts)] for i in range(clips)]
+    model.set_generation_params(duration=seconds)
+    torch.manual_seed(seed)
+    print(f"generating {clips} windows with the base model for {len(prompts)} prompts to keep ...")
+    codes = torch.cat([model.generate_tokens(captions[i:i + 16], None) for i in range(0, clips, 16)]).cpu()
+    buffer = io.BytesIO()
+    torch.save(dict(codes=list(codes), captions=captions), buffer)
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+    return [Window(c, t, "kept") for c, t in zip(codes, captions)]
+
+
 def finetune(data: str | Path, model: str = "tiny", out: str | Path = "runs/mine", merge: bool = False,
              progress: bool = True, **options) -> Path:
     """Fine-tune ``model`` on the sounds in ``data`` into the run folder ``out``; returns ``out``.
@@ -242,12 +287,13 @@ def finetune(data: str | Path, model: str = "tiny", out: str | Path = "runs/mine
     run.start(config, Path(data), layout)
     save_cache(run.cache, cache)
 
+    kept = [] if config.keep_prompts is None else base_generations(
+        loaded, config.keep_prompts, config.keep_clips, seconds, run.kept, config.seed)
     lm = add_adapters(loaded.lm, config.lora, BASE_DTYPES[config.base_dtype]).train()
     params = [p for p in lm.parameters() if p.requires_grad]
     trainable, total = count_parameters(lm)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup, 1))
-                                                 * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    schedule = warmup_cosine(optimizer, config.warmup, config.steps)
     generator = torch.Generator().manual_seed(config.seed)
     step = run.resume(lm, optimizer, schedule, generator)
     rows = run.log_rows(step)
@@ -261,16 +307,15 @@ def finetune(data: str | Path, model: str = "tiny", out: str | Path = "runs/mine
     started = time.monotonic() - (float(rows[-1]["seconds"]) if rows else 0.0)
     try:
         while step < config.steps:
-            pick = torch.randint(len(train), (config.batch,), generator=generator).tolist()
-            codes, lengths, captions = batch_of(train, pick, lm.special_token)
+            keep = round(config.batch * config.keep_share) if kept else 0
+            pick = torch.randint(len(train), (config.batch - keep,), generator=generator).tolist()
+            pool = train + kept
+            pick += (len(train) + torch.randint(len(kept), (keep,), generator=generator)).tolist() if keep else []
+            codes, lengths, captions = batch_of(pool, pick, lm.special_token)
             drop = torch.rand(config.batch, generator=generator) < config.condition_dropout
             captions = [None if d else c for c, d in zip(captions, drop.tolist())]
             loss = lm_loss(loaded, codes, lengths, captions)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
+            take_step(loss, params, optimizer, schedule)
             step += 1
             last = step == config.steps
             if step % config.checkpoint_every == 0 or last:

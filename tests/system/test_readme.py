@@ -12,6 +12,7 @@ import torch
 from hfcache import put_folder_in_cache
 from hf_models import save_musicgen, tiny_musicgen
 from paths import FIXTURES, ROOT, T5_TINY
+from minicraft.toyworld.new_sound import write_clips
 
 README = ROOT / "README.md"
 
@@ -32,6 +33,7 @@ def user(hf_cache, tmp_path):
     home.mkdir()
     t = torch.arange(32000) / 32000
     sf.write(str(home / "intro.wav"), (0.3 * torch.sin(2 * torch.pi * 220 * t)).numpy(), 32000)
+    write_clips(home / "my_sounds", 20)           # telephone rings, each with a .txt caption
     return home
 
 
@@ -61,3 +63,4 @@ def test_command_line_snippets(user):
     tiny = sorted((user / "tiny").iterdir())                  # minicraft's own MusicGen and AudioGen, 16 kHz
     assert [p.name for p in tiny] == ["a_slow_low_flute_melody_in_minor.wav", "the_sound_of_rain.wav"]
     assert [(sf.info(str(p)).samplerate, sf.info(str(p)).frames) for p in tiny] == [(16000, 160000)] * 2
+    assert (user / "runs" / "mine" / "adapter.safetensors").is_file() and sf.info(str(user / "mine.wav")).frames > 0

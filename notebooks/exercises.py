@@ -1328,3 +1328,37 @@ def check_tile_or_cut(fn):
         hint = next((h for wrong, h in mistakes if torch.equal(got, wrong)), "")
         raise AssertionError(f"{case}: wrong values (max difference {_max_diff(got, expected)} from "
                              f"chroma.fit_length).{hint}")
+
+
+# ---------------------------------------------------------------- 14 · fine-tuning with LoRA
+
+@_checker("14_fine_tuning")
+def check_lora_linear(fn):
+    from minicraft.modules.lora import LoRALinear
+
+    torch.manual_seed(14)
+    for rank, alpha in ((4, 8.0), (2, 2.0)):
+        weight, x = torch.randn(12, 10), torch.randn(3, 5, 10)
+        layer = LoRALinear(weight, None, rank=rank, alpha=alpha)
+        with torch.no_grad():
+            layer.loras[0].B.normal_()
+        A, B = layer.loras[0].A.detach(), layer.loras[0].B.detach()
+        with torch.no_grad():
+            expected = layer(x)
+        got = fn(x, weight, A, B, alpha)
+        case = f"rank {rank}, alpha {alpha:g}"
+        if _close(got, expected, case):
+            continue
+        base, update = x @ weight.T, (x @ A.T) @ B.T
+        mistakes = [
+            (base + update, " The update is not scaled: multiply (x Aᵀ) Bᵀ by alpha / rank, the rank being A's "
+                            "number of rows."),
+            (base + alpha * update, " The update is scaled by alpha; LoRA scales it by alpha / rank, so that changing "
+                                    "the rank does not change how large the update is at the start."),
+            (base, " That is the frozen product alone: add the update, (alpha / rank) · (x Aᵀ) Bᵀ."),
+            ((alpha / rank) * update, " That is the update alone: the frozen weight still computes x Wᵀ, and the "
+                                      "update is added to it."),
+        ]
+        hint = next((h for wrong, h in mistakes if torch.allclose(got.float(), wrong, atol=1e-5, rtol=1e-4)), "")
+        raise AssertionError(f"{case}: wrong values (max difference {_max_diff(got, expected)} from the package's "
+                             f"LoRALinear).{hint}")

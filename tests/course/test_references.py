@@ -12,6 +12,7 @@ REFERENCES = ROOT / "docs" / "references.md"
 MUSICGEN, ENCODEC, SOUNDSTREAM, AUDIOGEN = "2306.05284", "2210.13438", "2107.03312", "2209.15352"
 T5, TRANSFORMER, BPE, SENTENCEPIECE = "1910.10683", "1706.03762", "1508.07909", "1808.06226"
 VQ_VAE, WEIGHT_NORM, CFG, NUCLEUS = "1711.00937", "1602.07868", "2207.12598", "1904.09751"
+LORA, DREAMBOOTH = "2106.09685", "2208.12242"
 
 # The arXiv ids each notebook must cite, in a markdown cell. A new notebook must be added here, even with no paper.
 CITES = {
@@ -34,6 +35,7 @@ CITES = {
     "11_memory_and_speed": [],
     "12_parameter_explorer": [],
     "13_listening_lab": [MUSICGEN, CFG],
+    "14_fine_tuning": [LORA, DREAMBOOTH],
 }
 
 

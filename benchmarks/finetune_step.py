@@ -1,5 +1,6 @@
 """A LoRA fine-tuning step at musicgen-small's size: seconds per step and peak memory, for each way of holding
-the frozen weights (float32, bfloat16, int8), side by side in one run.
+the frozen weights (float32, bfloat16, int8), and with the activations recomputed in the backward pass, side by
+side in one run.
 
     python benchmarks/finetune_step.py                   # batch 2, 5-second windows, 4 timed steps each
     python benchmarks/finetune_step.py --seconds 10 --batch 1
@@ -33,12 +34,13 @@ def resident_mib(field: str) -> float:
     return float("nan")
 
 
-def one_setting(folder: str, base_dtype: str, batch: int, seconds: float, steps: int) -> dict:
+def one_setting(folder: str, base_dtype: str, batch: int, seconds: float, steps: int, recompute: bool = False) -> dict:
     from minicraft import MusicGen
     from minicraft.models.adapters import AdapterConfig, add_adapters, count_parameters
-    from minicraft.tune.train import BASE_DTYPES, lm_loss
+    from minicraft.tune.train import BASE_DTYPES, lm_loss, recompute_activations
     model = MusicGen.get_pretrained(folder, device="cpu", dtype=None, quantize=None)
     add_adapters(model.lm, AdapterConfig(), BASE_DTYPES[base_dtype]).train()
+    recompute_activations(model.lm, recompute)
     params = [p for p in model.lm.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     frames = int(seconds * model.frame_rate)
@@ -56,7 +58,8 @@ def one_setting(folder: str, base_dtype: str, batch: int, seconds: float, steps:
         optimizer.step()
         times.append(time.perf_counter() - start)
     trainable, total = count_parameters(model.lm)
-    return dict(base_dtype=base_dtype, held_mib=held, peak_mib=resident_mib("VmHWM"),
+    return dict(base_dtype=base_dtype + (", recomputed" if recompute else ""), held_mib=held,
+                peak_mib=resident_mib("VmHWM"),
                 seconds_per_step=sorted(times[1:])[len(times[1:]) // 2], trainable=trainable, total=total)
 
 
@@ -66,11 +69,12 @@ def main():
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--one", nargs=2, metavar=("FOLDER", "DTYPE"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=3, metavar=("FOLDER", "DTYPE", "RECOMPUTE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one_setting(args.one[0], args.one[1], args.batch, args.seconds, args.steps)))
+        print(json.dumps(one_setting(args.one[0], args.one[1], args.batch, args.seconds, args.steps,
+                                     args.one[2] == "recompute")))
         return
     from hf_models import ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER, T5_BASE, build_musicgen, save_musicgen
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -83,14 +87,16 @@ def main():
         save_musicgen(build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER), Path(tmp) / "small")
         print("| frozen weights | seconds per step | memory held for training (MiB) | peak during steps (MiB) |")
         print("|---|---|---|---|")
-        for dtype in ("float32", "bfloat16", "int8"):
+        for dtype, recompute in [("float32", ""), ("bfloat16", ""), ("int8", ""), ("float32", "recompute"),
+                                 ("int8", "recompute")]:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
             out = subprocess.run([sys.executable, __file__, "--one", str(Path(tmp) / "small"), dtype,
+                                  recompute or "keep",
                                   "--batch", str(args.batch), "--seconds", str(args.seconds),
                                   "--steps", str(args.steps), "--threads", str(args.threads)],
                                  capture_output=True, text=True, env=env, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {dtype} | {r['seconds_per_step']:.2f} | {r['held_mib']:.0f} | {r['peak_mib']:.0f} |")
+            print(f"| {r['base_dtype']} | {r['seconds_per_step']:.2f} | {r['held_mib']:.0f} | {r['peak_mib']:.0f} |")
         print(f"LoRA rank 8 on every projection: {r['trainable']:,} of {r['total']:,} LM parameters train")
 
 

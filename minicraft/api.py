@@ -77,6 +77,10 @@ class GenModel:
         """
         if adapter is None and name is not None and is_adapter(name):
             adapter, name = name, read_adapter_config(name)["base"]
+        if adapter is not None and read_adapter_config(adapter)["kind"] != cls.KIND:
+            other = {"musicgen": "an AudioGen", "audiogen": "a MusicGen"}[cls.KIND]
+            raise ValueError(f"{adapter}: this adapter was trained on {other}; load it with {other[-8:]}"
+                             f".get_pretrained (its base: {read_adapter_config(adapter)['base']!r}).")
         device = pick_device(device)
         if adapter is not None and quantize in ("auto", "int8"):
             # the updates go into float weights first; int8 (if asked) quantizes the merged ones

@@ -202,13 +202,15 @@ def parser() -> argparse.ArgumentParser:
                                 "metadata.jsonl (file_name, text), or an audiocraft data.jsonl manifest")
     f.add_argument("--model", default="tiny", help="the base: tiny (default), small, audiogen-tiny, audiogen-medium, "
                                                    "a Hub id or a folder")
-    f.add_argument("--out", default="runs/mine", help="the run folder; the same command again resumes (default: runs/mine)")
+    f.add_argument("--out", default="runs/mine",
+                   help="the run folder; the same command again resumes (default: runs/mine)")
     f.add_argument("--steps", type=int, help=f"training steps (default {FinetuneConfig.steps})")
     f.add_argument("--batch-size", type=int, dest="batch", help=f"windows per step (default {FinetuneConfig.batch})")
     f.add_argument("--lr", type=float, help=f"peak learning rate (default {FinetuneConfig.lr:g})")
     f.add_argument("--warmup", type=int, help=f"steps of linear warm-up (default {FinetuneConfig.warmup})")
     f.add_argument("--rank", type=int, help=f"LoRA rank (default {AdapterConfig.rank})")
-    f.add_argument("--alpha", type=float, help=f"LoRA alpha: updates scaled by alpha / rank (default {AdapterConfig.alpha:g})")
+    f.add_argument("--alpha", type=float,
+                   help=f"LoRA alpha: updates scaled by alpha / rank (default {AdapterConfig.alpha:g})")
     f.add_argument("--lora-dropout", type=float, help="dropout on the updates' input (default 0)")
     f.add_argument("--targets", nargs="+", choices=TARGETS, help="projections that get an update (default: all three)")
     f.add_argument("--layers", type=int, nargs="+", help="layers that get updates (default: all)")
@@ -223,9 +225,13 @@ def parser() -> argparse.ArgumentParser:
                    "it a fine-tune drifts every prompt towards your sounds)")
     f.add_argument("--keep-share", type=float, help=f"share of each batch from those generations "
                    f"(default {FinetuneConfig.keep_share:g})")
-    f.add_argument("--keep-clips", type=int, help=f"generations made once, before training (default {FinetuneConfig.keep_clips})")
+    f.add_argument("--keep-clips", type=int,
+                   help=f"generations made once, before training (default {FinetuneConfig.keep_clips})")
+    f.add_argument("--recompute", action="store_true", default=None, help="compute the activations again in the "
+                   "backward pass instead of keeping them: far less memory per step, more time (docs/finetune.md)")
     f.add_argument("--segment", type=float, help="seconds per training window (default: the model's window)")
-    f.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {FinetuneConfig.checkpoint_every})")
+    f.add_argument("--checkpoint-every", type=int,
+                   help=f"steps between checkpoints (default {FinetuneConfig.checkpoint_every})")
     f.add_argument("--seed", type=int, help="random seed (default 0)")
     f.add_argument("--device", help="cuda, mps or cpu (default: best available)")
     f.add_argument("--merge", action="store_true", help="also write the merged model to OUT/merged (Hugging Face "
@@ -408,7 +414,8 @@ def cmd_download(args) -> int:
 def cmd_finetune(args) -> int:
     options = {name: getattr(args, name) for name in (
         "steps", "batch", "lr", "warmup", "rank", "alpha", "lora_dropout", "targets", "layers", "base_dtype",
-        "condition_dropout", "valid_share", "segment", "checkpoint_every", "seed", "device", "keep_share", "keep_clips")}
+        "condition_dropout", "valid_share", "segment", "checkpoint_every", "seed", "device", "keep_share", "keep_clips",
+        "recompute")}
     if args.keep_prompts is not None:
         try:
             lines = Path(args.keep_prompts).read_text(encoding="utf-8").splitlines()

@@ -51,7 +51,8 @@ def read_adapter_config(folder: str | Path) -> dict:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot read this adapter config ({e}).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a minicraft LoRA adapter (format {meta.get('format') if isinstance(meta, dict) else None!r}).")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: not a minicraft LoRA adapter (format {found!r}).")
     return meta
 
 

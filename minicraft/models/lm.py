@@ -168,5 +168,6 @@ def codebook_cross_entropy(logits: torch.Tensor, codes: torch.Tensor, mask: torc
     False where a code has no context or is padding). Per codebook, then averaged: audiocraft's MusicGen
     solver does so, and transformers' ``labels`` loss too, so a fine-tune here minimises what theirs does.
     """
-    per_codebook = [F.cross_entropy(logits[:, k][mask[:, k]], codes[:, k][mask[:, k]]) for k in range(codes.shape[1])]
-    return torch.stack(per_codebook).mean()
+    per_codebook = [F.cross_entropy(logits[:, k][mask[:, k]], codes[:, k][mask[:, k]])
+                    for k in range(codes.shape[1]) if mask[:, k].any()]   # (a batch of very short windows may
+    return torch.stack(per_codebook).mean()                               # leave a delayed codebook no code)

@@ -87,7 +87,8 @@ def main(argv=None):
                    "generations are mixed in (prior preservation; 0: none)")
     p.add_argument("--keep-share", type=float, default=0.75, help="share of each batch from the base's generations")
     p.add_argument("--keep-clips", type=int, default=128, help="base generations made for those captions")
-    p.add_argument("--prompts", type=int, default=48, help="held-out captions of the new sound, generated before and after")
+    p.add_argument("--prompts", type=int, default=48,
+                   help="held-out captions of the new sound, generated before and after")
     p.add_argument("--effects", type=int, default=200, help="held-out toy-world clips, effects kept")
     p.add_argument("--seed", type=int, default=7, help="which held-out clips (7: the report's, as evaluate)")
     p.add_argument("--generation-seed", type=int, default=0)
@@ -104,7 +105,9 @@ def main(argv=None):
     before = measure(base, clf, new, effects, args.generation_seed)
     write_clips(args.out / "clips", args.clips)
     start = time.time()
-    keep = sorted({c.caption for c in world.sample_clips(args.keep, seed=3, classes=world.EFFECTS)}) if args.keep else None
+    keep = None
+    if args.keep:        # training phrasings of the effects (the held-out ones are measured)
+        keep = sorted({c.caption for c in world.sample_clips(args.keep, seed=3, classes=world.EFFECTS)})
     run = finetune(args.out / "clips", model="audiogen-tiny", out=args.out / "run", steps=args.steps, lr=args.lr,
                    targets=args.targets, keep_prompts=keep, keep_share=args.keep_share, keep_clips=args.keep_clips)
     minutes = (time.time() - start) / 60

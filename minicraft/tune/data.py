@@ -201,7 +201,7 @@ def encode_examples(codec, examples: list[Example], infos: dict, seconds: float,
                 cache[key] = encode_file(codec, e.path, infos[e.path], seconds)
             except DataError:
                 raise
-            except (RuntimeError, sf.LibsndfileError, ValueError) as err:
+            except (RuntimeError, ValueError) as err:      # soundfile's errors are RuntimeErrors
                 skipped.append(e.path)
                 print(f"minicraft: skipping {e.path}: {str(err).splitlines()[0][:120]}", file=sys.stderr)
                 continue

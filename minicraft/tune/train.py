@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from minicraft.api import resolve
 from minicraft.files import atomic_write, write_text_atomic
@@ -33,6 +34,7 @@ from minicraft.models.adapters import AdapterConfig, add_adapters, adapter_state
 from minicraft.models.codec import Encodec
 from minicraft.models.conditioning import text_mask
 from minicraft.models.lm import codebook_cross_entropy
+from minicraft.modules.transformer import TransformerLayer
 from minicraft.progress import ProgressBar
 
 BASE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
@@ -57,6 +59,7 @@ class FinetuneConfig:
     keep_prompts: list[str] | None = None
     keep_share: float = 0.75             # share of each batch drawn from those generations
     keep_clips: int = 128                # generations made once, before training (the prompts in turn)
+    recompute: bool = False              # activations computed again in the backward pass, not kept: less memory
     device: str | None = None
     lora: AdapterConfig = field(default_factory=AdapterConfig)
 
@@ -88,6 +91,24 @@ class FinetuneConfig:
         """What a resumed run must share with the run it resumes (the rest may change, e.g. ``steps``)."""
         return dict(model=self.model, lora=self.lora.to_dict(), segment=self.segment, base_dtype=self.base_dtype,
                     keep_prompts=self.keep_prompts, keep_clips=self.keep_clips)
+
+
+class RecomputedLayer(TransformerLayer):
+    """A transformer layer whose activations are not kept for the backward pass but computed again during it
+    (activation checkpointing): a training step then holds one layer's activations at a time, plus each layer's
+    input, instead of every layer's. Decoding (with a cache) and inference run the reference layer unchanged."""
+
+    def forward(self, x, cross=None, cross_mask=None, cache=None):
+        if cache is not None or not torch.is_grad_enabled():
+            return super().forward(x, cross, cross_mask, cache)
+        return checkpoint(super().forward, x, cross, cross_mask, None, use_reentrant=False)
+
+
+def recompute_activations(lm, on: bool = True):
+    """Make every layer of ``lm`` a :class:`RecomputedLayer` (or, ``on=False``, a plain one again), in place."""
+    for layer in lm.transformer.layers:
+        layer.__class__ = RecomputedLayer if on else TransformerLayer
+    return lm
 
 
 def delay_mask(lengths: torch.Tensor, delays: list[int], frames: int) -> torch.Tensor:
@@ -194,7 +215,8 @@ def _as_dict(config: FinetuneConfig) -> dict:
 
 
 def _difference(saved: dict, asked: dict) -> str:
-    return ", ".join(f"{k}: {saved.get(k)!r} there, {asked.get(k)!r} now" for k in asked if saved.get(k) != asked.get(k))
+    return ", ".join(f"{k}: {saved.get(k)!r} there, {asked.get(k)!r} now" for k in asked
+                     if saved.get(k) != asked.get(k))
 
 
 def plot_loss(rows: list[dict], path: Path):
@@ -290,6 +312,8 @@ def finetune(data: str | Path, model: str = "tiny", out: str | Path = "runs/mine
     kept = [] if config.keep_prompts is None else base_generations(
         loaded, config.keep_prompts, config.keep_clips, seconds, run.kept, config.seed)
     lm = add_adapters(loaded.lm, config.lora, BASE_DTYPES[config.base_dtype]).train()
+    if config.recompute:
+        recompute_activations(lm)
     params = [p for p in lm.parameters() if p.requires_grad]
     trainable, total = count_parameters(lm)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

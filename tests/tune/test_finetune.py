@@ -86,6 +86,8 @@ def test_python_api_merge_and_cache(tmp_path, capsys):
     with torch.no_grad():
         cond, _ = merged.conditioner([CAPTION])
         torch.testing.assert_close(merged.lm(codes, cond), adapted.lm(codes, cond), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="trained on an AudioGen; load it with AudioGen.get_pretrained"):
+        minicraft.MusicGen.get_pretrained(str(run), device="cpu")      # the tiny MusicGen has the same shapes
     sf.write(data / "ring_01.wav", ring(2.0, 16000, 99), 16000)
     minicraft.finetune(data, model="audiogen-tiny", out=tmp_path / "run", steps=3, batch=2, progress=False)
     assert "encoding 1 of 4 files" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from minicraft.models.adapters import (AdapterConfig, add_adapters, adapter_stat
                                        merge_adapters)
 from minicraft.models.conditioning import text_mask
 from minicraft.modules.lora import FrozenLinear, LoRA, LoRALinear
-from minicraft.tune.train import lm_loss
+from minicraft.tune.train import lm_loss, recompute_activations
 
 
 def test_lora_is_a_low_rank_update_written_by_hand():
@@ -163,3 +163,48 @@ def test_loss_equals_transformers_labels_loss_at_musicgen_small(small):
         theirs = reference(**inputs, labels=delayed_labels(codes, lengths, 2048)).loss
         mine = lm_loss(model, padded, torch.tensor(lengths), prompts)
     assert abs(mine.item() - theirs.item()) < 1e-5, (mine.item(), theirs.item())
+
+
+def test_recomputed_activations_give_the_same_gradients(tiny_folder):
+    model = MusicGen.get_pretrained(str(tiny_folder[1]), device="cpu")
+    add_adapters(model.lm, AdapterConfig(rank=4, dropout=0.1)).train()
+    with torch.no_grad():
+        for name, p in model.lm.named_parameters():
+            if name.endswith(".B"):
+                p.normal_(std=0.1)
+    codes, lengths = torch.randint(0, 32, (2, 4, 10)), torch.tensor([10, 7])
+    grads = []
+    for recompute in (False, True):
+        recompute_activations(model.lm, recompute)
+        torch.manual_seed(0)                               # the same dropout masks (checkpoint replays the RNG)
+        model.lm.zero_grad()
+        lm_loss(model, codes, lengths, ["dog barking", None]).backward()
+        grads.append({n: p.grad.clone() for n, p in model.lm.named_parameters() if p.requires_grad})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)
+
+
+def test_merged_export_at_musicgen_small_loads_in_transformers(small, tmp_path):
+    """The same as at the tiny size, at the real one: 24 layers of width 1024, T5-base, EnCodec 32 kHz."""
+    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+    _, folder = small
+    model = MusicGen.get_pretrained(str(folder), device="cpu")
+    add_adapters(model.lm, AdapterConfig(rank=8, alpha=16.0))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.lm.named_parameters():
+            if name.endswith(".B"):
+                p.normal_(std=0.02)
+    prompts = ["dog barking", "80s pop track with bassy drums and synth"]
+    sequence = torch.randint(0, 2049, (2, 4, 6))
+    with torch.no_grad():
+        cond, mask = model.conditioner(prompts)
+        adapted = model.lm(sequence, cond, text_mask(mask))
+    merged = export_musicgen(tmp_path / "merged", merge_adapters(model.lm), model.conditioner, model.codec,
+                             model.max_duration)
+    del model
+    reference = MusicgenForConditionalGeneration.from_pretrained(merged).eval()
+    inputs = AutoTokenizer.from_pretrained(folder)(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        theirs = reference(**inputs, decoder_input_ids=sequence.reshape(8, 6)).logits.reshape(2, 4, 6, 2048)
+    torch.testing.assert_close(theirs, adapted, atol=1e-4, rtol=1e-4)

@@ -163,3 +163,20 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case, messag
         assert [p.name for p in out.iterdir()] == ["notes.txt"]
     else:
         assert not out.exists()
+
+
+def test_a_file_that_fails_while_decoded_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
+    from minicraft.tune import data as tune_data
+    sounds = write_sounds(tmp_path / "sounds", count=4)
+    real = tune_data.encode_file
+
+    def flaky(codec, path, info, seconds):
+        if path.name == "ring_02.wav":
+            raise RuntimeError("Error: unexpected end of data in the middle of the file")
+        return real(codec, path, info, seconds)
+    monkeypatch.setattr(tune_data, "encode_file", flaky)
+    run = minicraft.finetune(sounds, out=tmp_path / "run", steps=2, batch=2, progress=False)
+    err = capsys.readouterr().err
+    assert "minicraft: skipping" in err and "ring_02.wav: Error: unexpected end of data" in err
+    assert (run / "adapter.safetensors").is_file()
+    assert len(torch.load(run / "codes.pt", weights_only=True)["entries"]) == 3      # the other three, cached

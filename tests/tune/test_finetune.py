@@ -1,7 +1,6 @@
 """``minicraft finetune`` as a user meets it: the three data layouts, the run folder, Ctrl-C and resuming,
 generating from the result, and every bad input refused in one line before anything is written."""
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -7,14 +7,13 @@ from torch import nn
 
 from hf_models import (ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER, T5_BASE, build_musicgen, save_musicgen,
                        tiny_musicgen)
-from paths import T5_TINY
 from minicraft import MusicGen
 from minicraft.formats.adapter import apply_adapter, read_adapter_config, save_adapter
 from minicraft.formats.export import export_musicgen
 from minicraft.models.adapters import (AdapterConfig, add_adapters, adapter_state, count_parameters,
                                        merge_adapters)
 from minicraft.models.conditioning import text_mask
-from minicraft.modules.lora import FrozenLinear, LoRA, LoRALinear
+from minicraft.modules.lora import FrozenLinear, LoRALinear
 from minicraft.tune.train import lm_loss, recompute_activations
 
 
@@ -80,31 +79,42 @@ def test_only_the_updates_train(tiny_folder):
     assert trainable == 4 * ((D + D) * 3 + (D + D)) + 4 * ((D + F) + (F + D))   # q, k, v, out; linear1, linear2
 
 
-def test_merged_export_loads_in_transformers_with_the_adapters_logits(tiny_folder, tmp_path):
-    """An adapter applied (not merged), then merged and exported: transformers reads the export and computes
-    the adapted model's logits."""
+def merged_export_against_transformers(folder, tmp_path, rank: int, std: float, steps: int, atol: float):
+    """An adapter applied (not merged) to the model in ``folder``, then merged and exported: transformers reads the
+    export and computes the adapted model's logits. Returns (theirs, the base's logits from the adapted export)."""
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration
-    model = MusicGen.get_pretrained(str(tiny_folder[1]), device="cpu")
-    add_adapters(model.lm, AdapterConfig(rank=4))
+    model = MusicGen.get_pretrained(str(folder), device="cpu")
+    add_adapters(model.lm, AdapterConfig(rank=rank))
     torch.manual_seed(3)
     with torch.no_grad():
         for name, p in model.lm.named_parameters():
             if name.endswith(".B"):
-                p.normal_(std=0.2)
+                p.normal_(std=std)
     prompts = ["dog barking", "80s pop track with bassy drums and synth"]
-    sequence = torch.randint(0, 33, (2, 4, 9))
+    codebook_size = model.lm.config.codebook_size
+    sequence = torch.randint(0, codebook_size + 1, (2, 4, steps))          # may hold the special token
     with torch.no_grad():
         cond, mask = model.conditioner(prompts)
         adapted = model.lm(sequence, cond, text_mask(mask))
     merged = export_musicgen(tmp_path / "merged", merge_adapters(model.lm), model.conditioner, model.codec,
                              model.max_duration)
+    del model                                                 # at musicgen-small's size, 2 GB less at once
     reference = MusicgenForConditionalGeneration.from_pretrained(merged).eval()
-    inputs = AutoTokenizer.from_pretrained(T5_TINY)(prompts, return_tensors="pt", padding=True)
+    inputs = AutoTokenizer.from_pretrained(folder)(prompts, return_tensors="pt", padding=True)
     with torch.no_grad():
-        theirs = reference(**inputs, decoder_input_ids=sequence.reshape(8, 9)).logits.reshape(2, 4, 9, 32)
-    torch.testing.assert_close(theirs, adapted, atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(theirs, tiny_folder[0](**inputs, decoder_input_ids=sequence.reshape(8, 9))
-                              .logits.reshape(2, 4, 9, 32), atol=1e-3)     # the adapter changed something
+        theirs = reference(**inputs, decoder_input_ids=sequence.reshape(8, steps)).logits
+    theirs = theirs.reshape(2, 4, steps, codebook_size)
+    torch.testing.assert_close(theirs, adapted, atol=atol, rtol=1e-4)
+    return theirs, inputs, sequence
+
+
+def test_merged_export_loads_in_transformers_with_the_adapters_logits(tiny_folder, tmp_path):
+    reference, folder = tiny_folder
+    theirs, inputs, sequence = merged_export_against_transformers(folder, tmp_path, rank=4, std=0.2, steps=9,
+                                                                  atol=1e-5)
+    with torch.no_grad():
+        base = reference(**inputs, decoder_input_ids=sequence.reshape(8, 9)).logits.reshape(2, 4, 9, 32)
+    assert not torch.allclose(theirs, base, atol=1e-3)                     # the adapter changed something
 
 
 def test_adapter_file_round_trip_and_refusal(tiny_folder, tmp_path):
@@ -185,26 +195,5 @@ def test_recomputed_activations_give_the_same_gradients(tiny_folder):
 
 
 def test_merged_export_at_musicgen_small_loads_in_transformers(small, tmp_path):
-    """The same as at the tiny size, at the real one: 24 layers of width 1024, T5-base, EnCodec 32 kHz."""
-    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
-    _, folder = small
-    model = MusicGen.get_pretrained(str(folder), device="cpu")
-    add_adapters(model.lm, AdapterConfig(rank=8, alpha=16.0))
-    torch.manual_seed(5)
-    with torch.no_grad():
-        for name, p in model.lm.named_parameters():
-            if name.endswith(".B"):
-                p.normal_(std=0.02)
-    prompts = ["dog barking", "80s pop track with bassy drums and synth"]
-    sequence = torch.randint(0, 2049, (2, 4, 6))
-    with torch.no_grad():
-        cond, mask = model.conditioner(prompts)
-        adapted = model.lm(sequence, cond, text_mask(mask))
-    merged = export_musicgen(tmp_path / "merged", merge_adapters(model.lm), model.conditioner, model.codec,
-                             model.max_duration)
-    del model
-    reference = MusicgenForConditionalGeneration.from_pretrained(merged).eval()
-    inputs = AutoTokenizer.from_pretrained(folder)(prompts, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        theirs = reference(**inputs, decoder_input_ids=sequence.reshape(8, 6)).logits.reshape(2, 4, 6, 2048)
-    torch.testing.assert_close(theirs, adapted, atol=1e-4, rtol=1e-4)
+    """The same at the real size: 24 layers of width 1024, T5-base, EnCodec 32 kHz."""
+    merged_export_against_transformers(small[1], tmp_path, rank=8, std=0.02, steps=6, atol=1e-4)

@@ -3,7 +3,6 @@
 The full figures come from ``python -m minicraft.toyworld.new_sound`` (docs/finetune.md: 60 clips, 300 steps; on
 seed 13, fire heard in 97.9 % of generations, effects 90.2 -> 87.5 %). Here: 30 clips, 150 steps, a smaller
 classifier and fewer prompts, so that it runs in CI in under a minute."""
-import torch
 
 from minicraft import AudioGen, finetune
 from minicraft.toyworld import world

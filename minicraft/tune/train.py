@@ -45,7 +45,7 @@ class FinetuneConfig:
     model: str = "tiny"                  # what the CLI's --model takes: tiny, small, audiogen-tiny, a Hub id, a folder
     steps: int = 500
     batch: int = 8
-    lr: float = 5e-4
+    lr: float = 2e-4                     # 5e-4 and 1e-3 overfit 20 files of a new sound (docs/finetune.md)
     warmup: int = 50
     weight_decay: float = 0.0
     condition_dropout: float = 0.2       # captions replaced by "no text", as audiocraft trains (for guidance)

@@ -2,6 +2,7 @@
 with random weights written by transformers: logits match, and loading holds one copy of the weights.
 And at musicgen-stereo-small's (the same with 8 codebooks, left and right interleaved) and musicgen-melody's."""
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,8 @@ from hf_models import (ENCODEC_32KHZ, MUSICGEN_SIZES, MUSICGEN_SMALL_DECODER, MU
 def small(tmp_path_factory):
     reference = build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER)
     folder = save_musicgen(reference, tmp_path_factory.mktemp("musicgen-small"))
-    return reference, folder
+    yield reference, folder
+    shutil.rmtree(folder, ignore_errors=True)                    # 2.2 GB: not kept until the session ends
 
 
 def assert_decoding_steps_equal_transformers(reference, folder, K: int, width: int = 1024, melody: bool = False):

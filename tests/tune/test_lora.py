@@ -1,6 +1,8 @@
 """LoRA's mechanics: the update by hand, frozen weights kept compact, what trains, merging; and at the real
 musicgen-small architecture, the fine-tune's loss equals transformers' ``labels`` loss and a merged export
 gives transformers' logits."""
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -143,7 +145,9 @@ def test_adapter_file_round_trip_and_refusal(tiny_folder, tmp_path):
 def small(tmp_path_factory):
     reference = build_musicgen(T5_BASE, ENCODEC_32KHZ, MUSICGEN_SMALL_DECODER)
     reference.config.decoder.decoder_start_token_id = 2048
-    return reference, save_musicgen(reference, tmp_path_factory.mktemp("musicgen-small"))
+    folder = save_musicgen(reference, tmp_path_factory.mktemp("musicgen-small"))
+    yield reference, folder
+    shutil.rmtree(folder, ignore_errors=True)                    # 2.2 GB: not kept until the session ends
 
 
 def delayed_labels(codes: torch.Tensor, lengths: list[int], special: int) -> torch.Tensor:

@@ -46,6 +46,7 @@ class GenModel:
         self.name = parts.name
         self.lm, self.conditioner, self.codec = parts.lm, parts.conditioner, parts.codec
         self.melody = parts.melody            # musicgen-melody's chroma conditioner, else None
+        self.recommended = dict(parts.sampling)      # what the checkpoint's generation_config.json sets
         self.max_duration = float(parts.max_duration)
         self.device = device or next(self.lm.parameters()).device
         self.mask_text_padding = True
@@ -143,17 +144,23 @@ class GenModel:
     # ---------------------------------------------------------------- parameters
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int | None = None, top_p: float = 0.0,
-                              temperature: float = 1.0, duration: float | None = None,
-                              cfg_coef: float = 3.0, two_step_cfg: bool = False,
+                              temperature: float | None = None, duration: float | None = None,
+                              cfg_coef: float | None = None, two_step_cfg: bool = False,
                               extend_stride: float | None = None):
         """Set how :meth:`generate` samples; same names and defaults as audiocraft.
 
         ``temperature=0`` means greedy decoding; ``top_p > 0`` takes precedence
         over ``top_k``; ``cfg_coef`` is the classifier-free guidance strength
         (1 = off); beyond ``max_duration`` seconds, generation continues in
-        windows that advance by ``extend_stride`` seconds.
+        windows that advance by ``extend_stride`` seconds. Left out, ``temperature``,
+        ``top_k`` and ``cfg_coef`` are what the checkpoint's generation_config.json
+        recommends (:attr:`recommended`, as transformers would sample), else audiocraft's
+        1.0, 250 and 3.0 (the tiny MusicGen's recommends temperature 0.7; the official ones, 250 and 3).
         """
-        top_k = min(250, self.lm.config.codebook_size) if top_k is None else top_k   # 250 unless the vocabulary is smaller
+        temperature = self.recommended.get("temperature", 1.0) if temperature is None else temperature
+        cfg_coef = self.recommended.get("cfg_coef", 3.0) if cfg_coef is None else cfg_coef
+        if top_k is None:                                 # 250 unless the vocabulary is smaller
+            top_k = min(self.recommended.get("top_k", 250), self.lm.config.codebook_size)
         duration = min(self.DEFAULT_DURATION, self.max_duration) if duration is None else duration
         if extend_stride is None:   # audiocraft's default, unless this model's window is shorter
             extend_stride = self.DEFAULT_STRIDE if self.DEFAULT_STRIDE < self.max_duration else self.max_duration / 2

@@ -135,11 +135,12 @@ def add_sampling_options(p: argparse.ArgumentParser, default_model: str):
                         f"stereo-melody-large, audiogen-tiny, audiogen-medium, a Hub id or a local folder (default: "
                         f"{default_model})")
     p.add_argument("--duration", type=float, default=None, help="seconds of audio (default: the model's)")
-    p.add_argument("--temperature", type=float, default=1.0, help="randomness; 0 = greedy (default 1.0)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="randomness; 0 = greedy (default: the model's, 1.0; the tiny MusicGen's 0.7)")
     p.add_argument("--top-k", type=int, default=None,
                    help="sample among the k likeliest tokens (default 250, or the vocabulary if smaller)")
     p.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass; 0 = off (default)")
-    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance strength (default 3)")
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength (default 3)")
     p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable output")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     p.add_argument("--dtype", default="auto",
@@ -252,7 +253,7 @@ def model_from_args(args):
     model = cls.get_pretrained(source, device=args.device, dtype=args.dtype,
                                quantize=None if args.quantize == "none" else args.quantize, fast=True)
     params = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_coef=args.cfg,
-                  use_sampling=args.temperature > 0)
+                  use_sampling=args.temperature != 0)       # None: the model's recommended temperature
     if args.duration is not None:
         params["duration"] = args.duration
     model.set_generation_params(**params)

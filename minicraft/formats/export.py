@@ -77,8 +77,10 @@ def encodec_config_to_hf(codec: Encodec) -> dict:
 
 
 def export_musicgen(folder: str | Path, lm: LM, conditioner: TextConditioner, codec: Encodec,
-                    max_duration: float, dtype: torch.dtype = torch.float32) -> Path:
-    """Write ``folder`` as transformers' ``save_pretrained`` would, plus the tokenizer."""
+                    max_duration: float, dtype: torch.dtype = torch.float32,
+                    temperature: float | None = None) -> Path:
+    """Write ``folder`` as transformers' ``save_pretrained`` would, plus the tokenizer; ``temperature``: the
+    sampling temperature recommended in its generation_config.json (left out: transformers' and audiocraft's 1)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     t5 = conditioner.t5
@@ -109,6 +111,8 @@ def export_musicgen(folder: str | Path, lm: LM, conditioner: TextConditioner, co
     generation = dict(do_sample=True, guidance_scale=lm.config.cfg_coef, top_k=min(250, lm.config.codebook_size),
                       max_length=int(max_duration * codec.frame_rate), pad_token_id=lm.config.codebook_size,
                       bos_token_id=lm.config.codebook_size, decoder_start_token_id=lm.config.codebook_size)
+    if temperature is not None:
+        generation["temperature"] = temperature
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     shutil.copy(conditioner.tokenizer.model_file, folder / "spiece.model")
     return folder

@@ -16,7 +16,7 @@ loading needs little more memory than the model itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from minicraft.models.lm import LM, LMConfig
 from minicraft.models.melody import MelodyConditioner, find_demucs
 from minicraft.models.stereo import StereoCodec
 from minicraft.fast.int8 import int8_modules, quantize_lm_int8, quantize_rows
+from minicraft.generate.sampling import check_setting
 from minicraft.fast.machine import auto_setting
 from minicraft.modules.chroma import ChromaConfig
 from minicraft.modules.tokenizer import T5Tokenizer
@@ -54,6 +55,8 @@ class Components:
     codec: Encodec | StereoCodec
     max_duration: float      # seconds the LM was trained on (one generation window)
     melody: MelodyConditioner | None = None      # musicgen-melody's chroma, prepended with the text
+    # the sampling defaults the checkpoint itself recommends (set_generation_params' names), where it says any
+    sampling: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         """The LM and the codec must agree on the codes: checked at load, not at the first decode."""
@@ -281,13 +284,32 @@ def load_huggingface(folder: str | Path, dtype: torch.dtype | None = None, name:
         melody = melody_conditioner({k[len("audio_enc_to_dec_proj."):]: v for k, v in state.items()
                                      if k.startswith("audio_enc_to_dec_proj.")}, lm_config.dim,
                                     config.get("chroma_length", 235), chroma, weights, dtype)
-    max_duration = 30.0
-    generation = folder / "generation_config.json"
-    if generation.is_file() and "max_length" in read_json(generation):
-        max_duration = read_json(generation)["max_length"] / codec.frame_rate
+    generation = read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
+    max_duration = generation["max_length"] / codec.frame_rate if "max_length" in generation else 30.0
     shards = sorted({folder / f for f in read_json(index)["weight_map"].values()}) if index.is_file() else [weights]
     release_file_pages(shards)          # the pages read while packing q/k/v: the model does not use them
-    return Components(name or str(folder), lm, conditioner, codec, max_duration, melody)
+    return Components(name or str(folder), lm, conditioner, codec, max_duration, melody,
+                      recommended_sampling(generation, folder / "generation_config.json"))
+
+
+# transformers' generation_config.json names -> set_generation_params' names
+SAMPLING_NAMES = {"temperature": "temperature", "top_k": "top_k", "guidance_scale": "cfg_coef"}
+
+
+def recommended_sampling(generation: dict, path: Path) -> dict[str, float]:
+    """The sampling a checkpoint's generation_config.json sets, as transformers' ``generate`` would use it.
+
+    The official MusicGens set audiocraft's own defaults there (top-k 250, guidance 3); the tiny MusicGen
+    also sets a temperature below 1 (docs/tiny_model.md says why)."""
+    sampling = {}
+    for key, name in SAMPLING_NAMES.items():
+        if generation.get(key) is not None:
+            try:
+                # a top-k above the vocabulary keeps it all, as in transformers (its configs say 250 at any size)
+                sampling[name] = check_setting(name, generation[key])
+            except ValueError as error:
+                raise CheckpointError(f"{path}: {key}: {error}") from None
+    return sampling
 
 
 def tokenizer_for(folder: Path) -> T5Tokenizer:

@@ -293,7 +293,7 @@ class GenerationResult:
 def generation_report(model, clf: AttributeClassifier, clips: list, cfg_coefs=(1.0, 3.0), seed: int = 0,
                       batch: int = 16, **sampling) -> list[GenerationResult]:
     """Generate one clip per caption and classify it; ``sampling`` (temperature, top_k...) overrides the model's
-    defaults (temperature 1, top-k 250 or the vocabulary), the same for every guidance strength."""
+    defaults (its recommended ones, else temperature 1 and top-k 250), the same for every guidance strength."""
     labels = [c.label for c in clips]
     results = []
     for coef in cfg_coefs:
@@ -325,9 +325,10 @@ class LongResult:
 
 @torch.no_grad()
 def long_generation_report(model, clf: AttributeClassifier, clips: list, seconds: float = 6.0, cfg_coef: float = 3.0,
-                           seed: int = 0, batch: int = 16) -> LongResult:
-    """Generate ``seconds`` from each caption (the sliding window past the LM's own) and classify every 2 seconds."""
-    model.set_generation_params(duration=seconds, cfg_coef=cfg_coef)
+                           seed: int = 0, batch: int = 16, temperature: float | None = None) -> LongResult:
+    """Generate ``seconds`` from each caption (the sliding window past the LM's own) and classify every 2 seconds
+    (``temperature`` None: the model's recommended one)."""
+    model.set_generation_params(duration=seconds, cfg_coef=cfg_coef, temperature=temperature)
     torch.manual_seed(seed)
     heard = None
     for i in range(0, len(clips), batch):
@@ -355,12 +356,12 @@ class ContinuationResult:
 @torch.no_grad()
 def continuation_report(model, clf: AttributeClassifier, scenes: list, prompt_seconds: float = 1.0,
                         continued: float = 3.0, cfg_coef: float = 3.0, seed: int = 0, batch: int = 16,
-                        captions: bool = True) -> ContinuationResult:
+                        captions: bool = True, temperature: float | None = None) -> ContinuationResult:
     """Continue real held-out scenes (their caption, or none) and check the continuation keeps their class.
 
     A scene whose prompt is silence has no class to keep (and the API refuses a silent prompt): it is left out
     and counted."""
-    model.set_generation_params(duration=prompt_seconds + continued, cfg_coef=cfg_coef)
+    model.set_generation_params(duration=prompt_seconds + continued, cfg_coef=cfg_coef, temperature=temperature)
     torch.manual_seed(seed)
     prompts = continuation_prompts(scenes, 1.0, prompt_seconds)
     audible = prompts.flatten(1).abs().amax(1) > 0
@@ -412,7 +413,8 @@ def main(argv=None):
                    help="which held-out clips: 7 is the report in docs/tiny_model.md; tune on another, "
                         "or the report flatters")
     p.add_argument("--cfg", type=float, nargs="+", default=[1.0, 3.0], help="guidance strengths to generate with")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for the generations")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature for every generation (default: the model's, as a user gets it)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--degraded-copies", type=int, default=3,
                    help="augmented copies per training clip for the classifier (0: clean renders only)")
@@ -447,7 +449,8 @@ def main(argv=None):
     print(f"\n{type(model).__name__} {args.model}: {len(own)} of the {len(clips)} held-out clips are of its "
           f"classes ({', '.join(classes)})")
     results = generation_report(model, clf, own, cfg_coefs=args.cfg, temperature=args.temperature)
-    print(f"\n| cfg_coef | 2-second generations whose class is recognised (temperature {args.temperature:g}) |\n|---|---|")
+    temperature = model.generation_params["temperature"]
+    print(f"\n| cfg_coef | 2-second generations whose class is recognised (temperature {temperature:g}) |\n|---|---|")
     for result in results:
         print(f"| {result.cfg_coef:g} | {100 * result.recognised:.1f}% |")
     for result in results:
@@ -455,8 +458,9 @@ def main(argv=None):
         print(f"  misheard as: {misheard_line(result.misheard)}")
 
     captions = world.sample_clips(args.long_clips, seed=args.seed, held_out=True, classes=classes)
-    long = long_generation_report(model, clf, captions, seconds=args.seconds)
-    print(f"\n{args.seconds:g}-second generations, cfg 3, {len(captions)} held-out captions (seed {args.seed})")
+    long = long_generation_report(model, clf, captions, seconds=args.seconds, temperature=args.temperature)
+    print(f"\n{args.seconds:g}-second generations, cfg 3, temperature {temperature:g}, {len(captions)} held-out "
+          f"captions (seed {args.seed})")
     print("| window | recognised | same class as window 0 |\n|---|---|---|")
     for k, (hit, same) in enumerate(zip(long.recognised, long.same_as_first)):
         print(f"| {2 * k}-{2 * k + 2} s | {100 * hit:.1f}% | {'—' if k == 0 else f'{100 * same:.1f}%'} |")
@@ -464,7 +468,7 @@ def main(argv=None):
     print("recognised by class, last window: " + by_class_line(recognised_by_class(long.heard[-1], labels_long)))
     scenes = world.sample_scenes(args.long_clips, seed=args.seed, held_out=True, classes=classes, change_share=0)
     for with_text in (True, False):
-        cont = continuation_report(model, clf, scenes, captions=with_text)
+        cont = continuation_report(model, clf, scenes, captions=with_text, temperature=args.temperature)
         print(f"continuation of real held-out scenes (1 s prompt from second 1, 3 s continued, cfg 3, "
               f"{'their captions' if with_text else 'no text'}): prompt's class kept in the last 2 s "
               f"{100 * cont.kept:.1f}% ({by_class_line(cont.by_class)})"

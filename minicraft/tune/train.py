@@ -368,7 +368,8 @@ def finetune(data: str | Path, model: str = "tiny", out: str | Path = "runs/mine
         run.save(step, lm, optimizer, schedule, generator, adapter)
     if merge:
         merged = run.folder / "merged"
-        export_musicgen(merged, merge_adapters(lm.eval()), loaded.conditioner, loaded.codec, loaded.max_duration)
+        export_musicgen(merged, merge_adapters(lm.eval()), loaded.conditioner, loaded.codec, loaded.max_duration,
+                        temperature=loaded.recommended.get("temperature"))     # sampled as its base is
         print(f"merged weights: {merged} (loads in minicraft and in transformers)")
     print(f"adapter: {run.folder} ({trainable:,} parameters); try: minicraft generate \"...\" --model {run.folder}")
     return run.folder

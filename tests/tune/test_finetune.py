@@ -179,3 +179,11 @@ def test_a_file_that_fails_while_decoded_is_reported_and_skipped(tmp_path, monke
     assert "minicraft: skipping" in err and "ring_02.wav: Error: unexpected end of data" in err
     assert (run / "adapter.safetensors").is_file()
     assert len(torch.load(run / "codes.pt", weights_only=True)["entries"]) == 3      # the other three, cached
+
+
+def test_a_merged_tiny_musicgen_is_sampled_as_its_base(tmp_path):
+    """The merged folder's generation_config.json keeps the base's recommended temperature (0.7)."""
+    run = minicraft.finetune(write_sounds(tmp_path / "sounds", count=4), model="tiny", out=tmp_path / "run", steps=1,
+                             batch=2, merge=True, progress=False)
+    assert json.loads((run / "merged" / "generation_config.json").read_text())["temperature"] == 0.7
+    assert minicraft.MusicGen.get_pretrained(str(run / "merged"), device="cpu").generation_params["temperature"] == 0.7

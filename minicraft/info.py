@@ -98,9 +98,10 @@ def describe(name: str, cls) -> str:
                          f"{dec.get('vocab_size')}, LM {dec.get('hidden_size')} wide x "
                          f"{dec.get('num_hidden_layers')} layers")
     generation_path = folder / "generation_config.json"
-    if generation_path.is_file() and "temperature" in json.loads(generation_path.read_text()):
-        lines.append(f"  samples at temperature {json.loads(generation_path.read_text())['temperature']:g} unless "
-                     "told otherwise (its generation_config.json recommends it; audiocraft's default is 1)")
+    temperature = json.loads(generation_path.read_text()).get("temperature") if generation_path.is_file() else None
+    if temperature is not None:
+        lines.append(f"  samples at temperature {temperature:g} unless told otherwise (its generation_config.json "
+                     "recommends it; audiocraft's default is 1)")
     if params:
         lines.append(f"  {params / 1e6:.0f}M parameters: about {human(params * 4)} of memory in float32, "
                      f"{human(params * 2)} in bfloat16/float16 (plus the KV cache, small next to it)")

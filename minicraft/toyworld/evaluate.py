@@ -18,7 +18,9 @@
    LM's 2-second window), classified window by window: is the prompt's class
    still heard in every 2 seconds, and is it the class of the first window?
 5. **Continuation**: a real held-out scene's second second as the prompt, 3
-   seconds continued: does the continuation keep the prompt's class?
+   seconds continued: does the continuation keep the prompt's class? Both 4
+   and 5 are also taken on the real sounds through the codec (``codec_ceiling``):
+   what an LM that continued every sound exactly as it goes on would score.
 6. **Caption information**: on real held-out clips, how many nats per code the
    caption saves the LM, frame by frame. Guidance amplifies exactly this
    difference between the LM with and without text; where it is ~0 (the audio
@@ -244,6 +246,13 @@ def reconstruction_measures(recon: torch.Tensor, audio: torch.Tensor, clf: Attri
 
 
 @torch.no_grad()
+def round_trip(codec, audio: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """[N, 1, samples] -> the codec's decoding of its own codes for them, [N, samples], a few at a time."""
+    return torch.cat([codec.decode(codec.encode(audio[i:i + batch]))[:, 0, :audio.shape[-1]]
+                      for i in range(0, len(audio), batch)])
+
+
+@torch.no_grad()
 def codec_report(codec, clf: AttributeClassifier, audio: torch.Tensor, labels) -> list[dict]:
     codes = codec.encode(audio[:, None])                                  # [N, K, frames]
     rows = []
@@ -271,7 +280,7 @@ def level_by_class(codec, audio: torch.Tensor, labels) -> dict[str, float]:
     drops. A codec trained with an absolute log floor gave flutes, sirens and
     bells back at -20 dB or lower: silence was its cheapest answer to a tone.
     """
-    recon = codec.decode(codec.encode(audio[:, None]))[:, 0, :audio.shape[-1]]
+    recon = round_trip(codec, audio[:, None])
     names = class_names(labels)
     levels = {}
     for name in world.CLASSES:
@@ -335,15 +344,31 @@ def long_generation_report(model, clf: AttributeClassifier, clips: list, seconds
         wav = model.generate([c.caption for c in clips[i:i + batch]])[:, 0]
         predictions = [clf.predict(w) for w in windows_of(wav)]
         heard = predictions if heard is None else [a + b for a, b in zip(heard, predictions)]
-    labels = [c.label for c in clips]
+    return long_result(seconds, heard, [c.label for c in clips])
+
+
+def long_result(seconds: float, heard: list[list[str]], labels: list[str]) -> LongResult:
+    """What was heard in each window [window][clip] -> the share recognised and the share agreeing with window 0."""
     return LongResult(seconds, [float(np.mean([p == y for p, y in zip(w, labels)])) for w in heard],
                       [float(np.mean([p == q for p, q in zip(w, heard[0])])) for w in heard], heard)
 
 
-def continuation_prompts(scenes: list, start: float = 1.0, seconds: float = 1.0) -> torch.Tensor:
-    """[N, 1, samples]: ``seconds`` of each real scene from ``start``: a prompt that begins mid-phrase."""
+PROMPT_START = 1.0       # s: continuation prompts begin mid-phrase, a second into the scene
+
+
+def scene_audio(scenes: list, start: float, seconds: float) -> torch.Tensor:
+    """[N, 1, samples]: ``seconds`` of each real scene from ``start``."""
     a, b = int(start * world.SAMPLE_RATE), int((start + seconds) * world.SAMPLE_RATE)
     return torch.from_numpy(np.stack([world.render_scene(s)[a:b] for s in scenes]))[:, None]
+
+
+def audible_prompts(scenes: list, seconds: float) -> tuple[list, torch.Tensor, int]:
+    """(the scenes with sound in their prompt, those prompts [N, 1, samples], how many were left out).
+
+    A scene whose prompt is silence has no class to keep (and the API refuses a silent prompt)."""
+    prompts = scene_audio(scenes, PROMPT_START, seconds)
+    audible = prompts.flatten(1).abs().amax(1) > 0
+    return [s for s, a in zip(scenes, audible.tolist()) if a], prompts[audible], int((~audible).sum())
 
 
 @dataclass
@@ -359,22 +384,48 @@ def continuation_report(model, clf: AttributeClassifier, scenes: list, prompt_se
                         captions: bool = True, temperature: float | None = None) -> ContinuationResult:
     """Continue real held-out scenes (their caption, or none) and check the continuation keeps their class.
 
-    A scene whose prompt is silence has no class to keep (and the API refuses a silent prompt): it is left out
-    and counted."""
+    A scene whose prompt is silence is left out and counted (``audible_prompts``)."""
     model.set_generation_params(duration=prompt_seconds + continued, cfg_coef=cfg_coef, temperature=temperature)
     torch.manual_seed(seed)
-    prompts = continuation_prompts(scenes, 1.0, prompt_seconds)
-    audible = prompts.flatten(1).abs().amax(1) > 0
-    scenes, prompts = [s for s, a in zip(scenes, audible.tolist()) if a], prompts[audible]
+    scenes, prompts, silent = audible_prompts(scenes, prompt_seconds)
     last = int(world.DURATION * world.SAMPLE_RATE)
     predictions = []
     for i in range(0, len(scenes), batch):
         texts = [s.caption if captions else None for s in scenes[i:i + batch]]
         wav = model.generate_continuation(prompts[i:i + batch], world.SAMPLE_RATE, texts)[:, 0]
         predictions += clf.predict(wav[..., -last:])
+    return continuation_result(predictions, scenes, silent)
+
+
+def continuation_result(predictions: list[str], scenes: list, silent: int) -> ContinuationResult:
     labels = [s.label_at(0) for s in scenes]
     return ContinuationResult(float(np.mean([p == y for p, y in zip(predictions, labels)])),
-                              recognised_by_class(predictions, labels), int((~audible).sum()))
+                              recognised_by_class(predictions, labels), silent)
+
+
+@dataclass
+class CodecCeiling:
+    """The long and continuation measures taken on real audio through the codec instead of on generations."""
+    long: LongResult                 # each caption's clip rendered ``seconds`` long, encoded and decoded
+    continuation: ContinuationResult  # each scene's prompt second and the 3 s after it, encoded and decoded
+
+
+@torch.no_grad()
+def codec_ceiling(codec, clf: AttributeClassifier, clips: list, scenes: list, seconds: float = 6.0,
+                  prompt_seconds: float = 1.0, continued: float = 3.0) -> CodecCeiling:
+    """What an LM that continued every sound exactly as the toy world does would score, heard through the codec.
+
+    The long and continuation reports can only be as good as the codec renders each class: a class the codec's
+    own reconstruction is not heard as caps both, whatever the LM does. ``clips``: the long report's captions
+    (their clips rendered ``seconds`` long); ``scenes``: the continuation report's, cut as it cuts them (from
+    second 1, the prompt and what follows it), the silent-prompt ones left out as it leaves them out."""
+    audio = torch.from_numpy(np.stack([world.render(c, seconds) for c in clips]))[:, None]
+    heard = [clf.predict(w) for w in windows_of(round_trip(codec, audio))]
+    long = long_result(seconds, heard, [c.label for c in clips])
+    kept, _, silent = audible_prompts(scenes, prompt_seconds)
+    recon = round_trip(codec, scene_audio(kept, PROMPT_START, prompt_seconds + continued))
+    predictions = clf.predict(recon[..., -int(world.DURATION * world.SAMPLE_RATE):])
+    return CodecCeiling(long, continuation_result(predictions, kept, silent))
 
 
 def family(model) -> list[str]:
@@ -437,9 +488,7 @@ def main(argv=None):
     whole = unquantized_report(model.codec, clf, audio, labels)
     print(f"| no quantizer | {whole['mel_distance']:.3f} | {whole['mel_distance_80db']:.3f} | "
           f"{whole['si_snr']:.1f} | {100 * whole['accuracy']:.1f}% |")
-    with torch.no_grad():
-        recon = model.codec.decode(model.codec.encode(audio[:, None]))[:, 0, :audio.shape[-1]]
-    heard = clf.predict(recon)
+    heard = clf.predict(round_trip(model.codec, audio[:, None]))
     print("\nrecognised by class, all codebooks: " + by_class_line(recognised_by_class(heard, labels)))
     print("  misheard as: " + misheard_line(misheard_as(heard, labels)))
     print("reconstruction level against the original, by class (dB): " + ", ".join(
@@ -473,6 +522,13 @@ def main(argv=None):
               f"{'their captions' if with_text else 'no text'}): prompt's class kept in the last 2 s "
               f"{100 * cont.kept:.1f}% ({by_class_line(cont.by_class)})"
               + (f"; {cont.silent} scene(s) left out, their prompt silent" if cont.silent else ""))
+
+    ceiling = codec_ceiling(model.codec, clf, captions, scenes, seconds=args.seconds)
+    print(f"the same measures on the real sounds through the codec (an LM going on exactly as they do): "
+          f"{args.seconds:g}-s windows recognised "
+          + " / ".join(f"{100 * x:.1f}" for x in ceiling.long.recognised) + " %, the same class as window 0 "
+          + " / ".join(f"{100 * x:.1f}" for x in ceiling.long.same_as_first[1:]) + " %; continuation kept "
+          f"{100 * ceiling.continuation.kept:.1f}% ({by_class_line(ceiling.continuation.by_class)})")
 
     saved = caption_information(model, own)
     print("\nnats per code the caption saves the LM on the real clips (what guidance has to amplify)")

@@ -4,6 +4,7 @@ The figures of the report (`python -m minicraft.toyworld.evaluate`, docs/tiny_mo
 these tests use; each threshold below says what it was measured at on its sample and what margin it leaves."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -12,9 +13,9 @@ from minicraft import AudioGen, MusicGen
 from minicraft.api import TINY, TINY_AUDIOGEN
 from minicraft.cli import main as cli
 from minicraft.toyworld import world as tw
-from minicraft.toyworld.evaluate import (accuracy, caption_information, codec_report, continuation_report,
-                                         generation_report, labelled_audio, long_generation_report, train_classifier,
-                                         windows_of)
+from minicraft.toyworld.evaluate import (accuracy, caption_information, codec_ceiling, codec_report,
+                                         continuation_report, generation_report, labelled_audio,
+                                         long_generation_report, round_trip, train_classifier, windows_of)
 
 MODELS = {"musicgen": (MusicGen, tw.INSTRUMENTS), "audiogen": (AudioGen, tw.EFFECTS)}
 
@@ -115,6 +116,63 @@ def test_continuation_leaves_out_a_silent_prompt(classifier):
     model = AudioGen.get_pretrained("tiny", device="cpu")
     result = continuation_report(model, classifier, scenes, continued=1.0)
     assert result.silent == 1 and sum(total for _, total in result.by_class.values()) == 1
+
+
+class Transparent:
+    """A codec that gives back what it is given."""
+
+    def encode(self, audio):
+        return audio
+
+    def decode(self, codes):
+        return codes
+
+
+def test_the_codec_ceiling_hears_the_same_seconds_as_the_reports(classifier):
+    """Through a codec that changes nothing, the ceiling is the classifier on the real sounds, cut where the long
+    report cuts its windows and where the continuation report judges its last 2 seconds."""
+    clips = own_clips(tw.INSTRUMENTS, 6)
+    scenes = tw.sample_scenes(6, seed=17, held_out=True, classes=tw.INSTRUMENTS, change_share=0)
+    ceiling = codec_ceiling(Transparent(), classifier, clips, scenes, seconds=6.0)
+    real = torch.from_numpy(np.stack([tw.render(c, 6.0) for c in clips]))
+    assert ceiling.long.heard == [classifier.predict(real[:, a:a + 32000]) for a in (0, 32000, 64000)]
+    last = torch.from_numpy(np.stack([tw.render_scene(s)[3 * 16000:5 * 16000] for s in scenes]))   # seconds 3-5
+    heard = classifier.predict(last)
+    assert ceiling.continuation.kept == np.mean([h == s.label_at(0) for h, s in zip(heard, scenes)])
+    assert ceiling.continuation.silent == 0
+
+
+def test_round_trip_is_the_codec_a_few_clips_at_a_time():
+    codec = MusicGen.get_pretrained("tiny", device="cpu").codec
+    audio = torch.from_numpy(tw.render_batch(own_clips(tw.INSTRUMENTS, 5)))[:, None]
+    with torch.no_grad():
+        whole = codec.decode(codec.encode(audio))[:, 0]
+    assert torch.allclose(round_trip(codec, audio, batch=2), whole, atol=1e-5)
+
+
+def pitch_error_cents(codec, instrument: str, frequency: float) -> float:
+    """A note held for 1 s through the codec: how far (cents) the strongest frequency of the middle half of its
+    reconstruction lies from the nearest harmonic of the note."""
+    n = 16000
+    wave = tw.note_wave(instrument, frequency, n, np.random.default_rng(0)).astype(np.float32)
+    recon = round_trip(codec, torch.from_numpy(0.9 * wave / np.abs(wave).max())[None, None])[0].numpy()
+    spectrum = np.abs(np.fft.rfft(recon[n // 4: 3 * n // 4] * np.hanning(n // 2), 8 * n))
+    peak = np.fft.rfftfreq(8 * n, 1 / 16000)[spectrum.argmax()]
+    return float(abs(1200 * np.log2(peak / (max(1, round(peak / frequency)) * frequency))))
+
+
+@pytest.mark.xfail(strict=True, reason="the shared codec moves a tone's pitch onto its 50-Hz frame grid "
+                                      "(docs/tiny_model.md, \"Not yet good enough\"); strict, so that a codec that "
+                                      "keeps it is noticed")
+@pytest.mark.parametrize("instrument", ["chiptune", "flute", "synth", "bell"])
+def test_the_codec_keeps_a_notes_pitch(instrument):
+    """Notes every 3 semitones from A2 to A5, each within a quarter-tone (50 cents) of its pitch.
+
+    Measured: a median error of 76-79 cents and up to 165-238 (220 Hz comes back at 200, 330 at 350, 392 at
+    400: multiples of the 50-Hz frame rate)."""
+    codec = MusicGen.get_pretrained("tiny", device="cpu").codec
+    errors = [pitch_error_cents(codec, instrument, 440.0 * 2 ** ((midi - 69) / 12)) for midi in range(45, 82, 3)]
+    assert max(errors) < 50, errors
 
 
 def test_the_caption_informs_the_opening_frame_most(tiny):
